@@ -1,0 +1,3 @@
+"""characterbench: the CharacterBench protocol, prediction validation, evaluation CLI and leaderboards."""
+
+__version__ = "0.1.0"
