@@ -1,0 +1,293 @@
+"""Prediction folders: layout, validation before any metric runs, and reading.
+
+Layouts (``VV`` two digits, ``FFF`` three digits, rig indices):
+
+- multiview: ``<pred>/<sample_key>/view{VV}/frame{FFF}.png`` for the protocol's 9 x 9 matrix, or
+  for the complete rig grid (21 views x 25 frames), from which the protocol picks its cells;
+- apose: ``<pred>/<sample_key>/apose/view{VV}.png`` for every A-pose view of the protocol (21).
+
+One folder may hold both tasks; each task ignores the other's sub-folders. Images are PNG (RGB,
+or RGBA composited on the protocol background) or ``.npy`` arrays ``[H, W, 3|4]`` (uint8, or
+float in [0, 1]), at the ground truth's size. Every problem (missing, extra, duplicate,
+unreadable, wrongly sized, unsupported mode or dtype, NaN/inf, out of range) is collected and
+raised at once in :class:`InvalidPredictionsError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from characterbench.groundtruth import GroundTruthIndex, GroundTruthSample
+from characterbench.protocol import Protocol
+from characterbench.tasks import get_task
+
+IMAGE_SUFFIXES = (".png", ".npy")
+PNG_MODES = ("RGB", "RGBA")
+_VIEW_DIR = re.compile(r"^view(\d{2})$")
+_FRAME_FILE = re.compile(r"^frame(\d{3})\.(png|npy)$")
+_APOSE_FILE = re.compile(r"^view(\d{2})\.(png|npy)$")
+APOSE_DIR = "apose"
+
+Cell = tuple[int, ...]  # (view, frame) for multiview, (view,) for apose
+
+
+def cell_path(root: str | Path, key: str, cell: Cell, suffix: str = ".png") -> Path:
+    """Where a prediction image lives.
+
+    Args:
+        root: Prediction folder.
+        key: Sample key.
+        cell: ``(view, frame)`` (multiview) or ``(view,)`` (apose), rig indices.
+        suffix: ``".png"`` or ``".npy"``.
+
+    Returns:
+        ``root/key/view{VV}/frame{FFF}.png`` or ``root/key/apose/view{VV}.png``.
+    """
+    if len(cell) == 2:
+        return Path(root, key, f"view{cell[0]:02d}", f"frame{cell[1]:03d}{suffix}")
+    if len(cell) == 1:
+        return Path(root, key, APOSE_DIR, f"view{cell[0]:02d}{suffix}")
+    raise ValueError(f"expected a cell (view, frame) or (view,), got {cell!r}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a prediction folder.
+
+    Attributes:
+        kind: ``missing``, ``extra``, ``duplicate``, ``unreadable``, ``wrong_size``, ``bad_mode``,
+            ``nan`` or ``out_of_range``.
+        path: The file or folder concerned, relative to the prediction folder.
+        detail: What was expected and what came.
+    """
+
+    kind: str
+    path: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind:12s} {self.path}: {self.detail}"
+
+
+class InvalidPredictionsError(ValueError):
+    """A prediction folder failed validation; ``.problems`` lists every problem found."""
+
+    def __init__(self, root: Path, task: str, problems: list[Problem]):
+        self.root = root
+        self.task = task
+        self.problems = problems
+        lines = [
+            f"{len(problems)} problem(s) in prediction folder {root} for task {task!r} "
+            f"(expected layout: {get_task(task).layout}):"
+        ]
+        lines += [f"  {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class PredictionIndex:
+    """A validated prediction folder.
+
+    Attributes:
+        root: The folder.
+        task: Task it was validated for.
+        files: ``files[key][cell]`` is the path of that cell's image; it holds exactly the cells the
+            protocol scores.
+        layouts: ``layouts[key]`` is ``"matrix"``, ``"full"`` (multiview) or ``"apose"``.
+    """
+
+    root: Path
+    task: str
+    files: Mapping[str, Mapping[Cell, Path]]
+    layouts: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_prediction(path: str | Path) -> np.ndarray:
+    """Decode one prediction image.
+
+    Args:
+        path: A ``.png`` (RGB or RGBA) or ``.npy`` file.
+
+    Returns:
+        ``[H, W, 3|4]`` uint8, or float32 in [0, 1] for float ``.npy`` files.
+
+    Raises:
+        ValueError: Unsupported suffix, PNG mode, array shape or dtype, or non-finite values.
+        OSError: The file cannot be read or decoded.
+    """
+    path = Path(path)
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if img.mode not in PNG_MODES:
+                raise ValueError(f"{path}: expected PNG mode {PNG_MODES}, got {img.mode!r}")
+            return np.asarray(img.convert(img.mode))
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        _check_array(arr)
+        return arr if arr.dtype == np.uint8 else arr.astype(np.float32)
+    raise ValueError(f"{path}: expected one of {IMAGE_SUFFIXES}, got {path.suffix!r}")
+
+
+def _check_array(arr: np.ndarray) -> None:
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an array [H, W, 3|4], got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected dtype uint8 or float, got {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"contains {int((~np.isfinite(arr)).sum())} NaN/inf values")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(f"expected float values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]")
+
+
+def _check_file(path: Path, rel: str, size: tuple[int, int]) -> Problem | None:
+    """Header-level check of one image file (full decode happens during evaluation)."""
+    expected = f"{size[1]}x{size[0]} (HxW, the ground truth's size)"
+    if path.suffix == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                mode, got = img.mode, img.size  # (W, H)
+                img.verify()  # chunk CRCs: catches truncated or corrupted files without decoding
+        except Exception as exc:  # PIL raises many types for broken files  # noqa: BLE001
+            return Problem("unreadable", rel, f"cannot read PNG: {type(exc).__name__}: {exc}")
+        if mode not in PNG_MODES:
+            return Problem("bad_mode", rel, f"expected PNG mode RGB or RGBA, got {mode!r}")
+        if got != size:
+            return Problem("wrong_size", rel, f"expected {expected}, got {got[1]}x{got[0]}")
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        return Problem("unreadable", rel, f"cannot read .npy: {type(exc).__name__}: {exc}")
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        return Problem("wrong_size", rel, f"expected an array [H, W, 3|4], got shape {arr.shape}")
+    if (arr.shape[1], arr.shape[0]) != size:
+        return Problem("wrong_size", rel, f"expected {expected}, got {arr.shape[0]}x{arr.shape[1]}")
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
+        return Problem("bad_mode", rel, f"expected dtype uint8 or float, got {arr.dtype}")
+    if arr.dtype != np.uint8:
+        data = np.asarray(arr)
+        bad = int((~np.isfinite(data)).sum())
+        if bad:
+            return Problem("nan", rel, f"expected finite values, got {bad} NaN/inf values")
+        if data.min() < 0.0 or data.max() > 1.0:
+            return Problem("out_of_range", rel, f"expected values in [0, 1], got [{data.min():.4g}, {data.max():.4g}]")
+    return None
+
+
+def _scan_sample(
+    root: Path, gt: GroundTruthSample, task: str, protocol: Protocol, problems: list[Problem]
+) -> tuple[dict[Cell, Path], str]:
+    """Find and check one sample folder; returns the scored cells' paths and the layout."""
+    folder = root / gt.key
+    found: dict[Cell, Path] = {}
+    extras: list[str] = []
+
+    def add(cell: Cell, path: Path) -> None:
+        rel = str(path.relative_to(root))
+        if cell in found:
+            problems.append(Problem("duplicate", rel, f"same cell as {found[cell].relative_to(root)}"))
+        else:
+            found[cell] = path
+
+    for entry in sorted(folder.iterdir()):
+        view_dir = _VIEW_DIR.match(entry.name)
+        if entry.name == APOSE_DIR and entry.is_dir():
+            if task != "apose":
+                continue  # the other task's sub-folder
+            for f in sorted(entry.iterdir()):
+                m = _APOSE_FILE.match(f.name)
+                if m and f.is_file() and int(m.group(1)) < gt.num_views:
+                    add((int(m.group(1)),), f)
+                else:
+                    extras.append(str(f.relative_to(root)))
+        elif view_dir and entry.is_dir():
+            if task != "multiview":
+                continue
+            v = int(view_dir.group(1))
+            for f in sorted(entry.iterdir()):
+                m = _FRAME_FILE.match(f.name)
+                if m and f.is_file() and v < gt.num_views and int(m.group(1)) < gt.num_frames:
+                    add((v, int(m.group(1))), f)
+                else:
+                    extras.append(str(f.relative_to(root)))
+        else:
+            extras.append(str(entry.relative_to(root)))
+    problems.extend(
+        Problem("extra", e, f"not part of the {task} layout for a {gt.num_views}-view x {gt.num_frames}-frame sample")
+        for e in extras
+    )
+
+    if task == "apose":
+        wanted, layout = [(v,) for v in protocol.apose_views], "apose"
+    else:
+        matrix = protocol.cells()
+        grid = [(v, f) for v in range(gt.num_views) for f in range(gt.num_frames)]
+        # A file outside the matrix means the folder claims the full grid: then all of it must be there.
+        layout = "full" if set(found) - set(matrix) else "matrix"
+        wanted = grid if layout == "full" else matrix
+    for cell in wanted:
+        if cell not in found:
+            what = "the complete rig grid (some cells outside the 9x9 matrix are present)" if layout == "full" else layout
+            problems.append(Problem("missing", str(cell_path(root, gt.key, cell).relative_to(root)), f"needed by the {what} layout"))
+    size = gt.apose_size if task == "apose" else gt.frame_size
+    for cell in wanted:
+        if cell in found:
+            p = _check_file(found[cell], str(found[cell].relative_to(root)), size)
+            if p:
+                problems.append(p)
+    scored = [(v,) for v in protocol.apose_views] if task == "apose" else protocol.cells()
+    return {c: found[c] for c in scored if c in found}, layout
+
+
+def validate_predictions(
+    pred: str | Path, gt: GroundTruthIndex, protocol: Protocol, task: str = "multiview"
+) -> PredictionIndex:
+    """Check a prediction folder against the ground truth before any metric runs.
+
+    Args:
+        pred: Prediction folder.
+        gt: Index of the ground truth (:func:`characterbench.groundtruth.index_ground_truth`).
+        protocol: The protocol (cells and A-pose views to score).
+        task: ``"multiview"`` or ``"apose"``.
+
+    Returns:
+        The :class:`PredictionIndex` of the scored cells.
+
+    Raises:
+        InvalidPredictionsError: With every problem found (missing, extra, duplicate, unreadable,
+            wrong size, unsupported mode/dtype, NaN/inf, out of range).
+        FileNotFoundError: ``pred`` is not a directory.
+        KeyError: Unknown task.
+    """
+    get_task(task)
+    root = Path(pred)
+    if not root.is_dir():
+        raise FileNotFoundError(f"prediction folder {root} does not exist or is not a directory")
+    problems: list[Problem] = []
+    by_key = {s.key: s for s in gt.samples}
+    for entry in sorted(root.iterdir()):
+        if entry.name not in by_key:
+            kind = "sample folder" if entry.is_dir() else "file"
+            problems.append(Problem("extra", entry.name, f"{kind} that matches no ground-truth sample key"))
+    files: dict[str, dict[Cell, Path]] = {}
+    layouts: dict[str, str] = {}
+    for key, sample in by_key.items():
+        folder = root / key
+        if not folder.is_dir():
+            problems.append(Problem("missing", key, f"sample folder for ground-truth sample {key!r}"))
+            continue
+        files[key], layouts[key] = _scan_sample(root, sample, task, protocol, problems)
+    if problems:
+        raise InvalidPredictionsError(root, task, problems)
+    return PredictionIndex(root=root, task=task, files=files, layouts=layouts)
