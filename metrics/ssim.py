@@ -1,0 +1,130 @@
+"""SSIM (Wang et al. 2004) with an 11-tap gaussian window, sigma 1.5, per channel then mean.
+
+Matches ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)``: statistics are computed only where the window fits
+inside the image ("valid" positions), which is what scikit-image's crop of the filtered maps amounts to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
+
+from metrics._checks import check_image_pair
+
+__all__ = ["SSIM", "SSIMConfig", "gaussian_kernel", "ssim"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SSIMConfig:
+    """Everything that changes an SSIM number.
+
+    Attributes:
+        kernel_size: gaussian window size (odd).
+        sigma: gaussian standard deviation in pixels.
+        data_range: value range of the images (1 for [0, 1]).
+        k1: luminance constant, C1 = (k1 * data_range) ** 2.
+        k2: contrast constant, C2 = (k2 * data_range) ** 2.
+    """
+
+    kernel_size: int = 11
+    sigma: float = 1.5
+    data_range: float = 1.0
+    k1: float = 0.01
+    k2: float = 0.03
+
+    def __post_init__(self):
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size: expected an odd positive int, got {self.kernel_size}")
+        if self.sigma <= 0 or self.data_range <= 0:
+            raise ValueError(f"sigma, data_range: expected > 0, got {self.sigma}, {self.data_range}")
+
+
+def gaussian_kernel(kernel_size: int, sigma: float, dtype=torch.float64, device=None) -> torch.Tensor:
+    """Normalised 1D gaussian window.
+
+    Args:
+        kernel_size: number of taps (odd).
+        sigma: standard deviation in taps.
+
+    Returns:
+        ``[kernel_size]`` summing to 1.
+    """
+    x = torch.arange(kernel_size, dtype=torch.float64, device=device) - (kernel_size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).to(dtype)
+
+
+def _blur_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable depthwise gaussian blur, valid positions only: ``[N, C, H, W] -> [N, C, H-k+1, W-k+1]``."""
+    c = x.shape[1]
+    k = kernel.numel()
+    x = F.conv2d(x, kernel.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+
+def ssim(preds: torch.Tensor, target: torch.Tensor, config: SSIMConfig = SSIMConfig()) -> torch.Tensor:
+    """Per-image SSIM, the mean over channels of the mean SSIM map.
+
+    Args:
+        preds: ``[N, C, H, W]`` in [0, data_range], H and W >= kernel_size.
+        target: ``[N, C, H, W]``, same shape.
+        config: window and constants (defaults: gaussian 11, sigma 1.5, data range 1).
+
+    Returns:
+        ``[N]`` SSIM values in the input's dtype (float32 at least).
+
+    Raises:
+        TypeError, ValueError: bad inputs, or images smaller than the window.
+    """
+    check_image_pair(preds, target, max_value=config.data_range)
+    if min(preds.shape[-2:]) < config.kernel_size:
+        raise ValueError(
+            f"preds: expected H and W >= kernel_size {config.kernel_size}, got {list(preds.shape[-2:])}"
+        )
+    dtype = torch.promote_types(preds.dtype, torch.float32)
+    x, y = preds.to(dtype), target.to(dtype)
+    n, c = x.shape[:2]
+    kernel = gaussian_kernel(config.kernel_size, config.sigma, dtype, x.device)
+    # One blur over the five moment maps at once.
+    stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), kernel)
+    mu_x, mu_y, xx, yy, xy = stats.split(c, dim=1)
+    var_x = xx - mu_x**2
+    var_y = yy - mu_y**2
+    cov = xy - mu_x * mu_y
+    c1 = (config.k1 * config.data_range) ** 2
+    c2 = (config.k2 * config.data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(2).mean(dim=2).mean(dim=1)
+
+
+class SSIM(Metric):
+    """Mean per-image SSIM over all images seen, accumulated over batches and reduced across processes.
+
+    Args:
+        config: window and constants.
+        **kwargs: passed to :class:`torchmetrics.Metric`.
+    """
+
+    is_differentiable = True
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, config: SSIMConfig = SSIMConfig(), **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: ``preds``, ``target`` ``[N, C, H, W]`` in [0, data_range]."""
+        values = ssim(preds, target, self.config)
+        self.total += values.double().sum()
+        self.count += values.numel()
+
+    def compute(self) -> torch.Tensor:
+        """Mean SSIM (float64 scalar)."""
+        return self.total / self.count
