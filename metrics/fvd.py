@@ -269,7 +269,8 @@ def preprocess_videos(videos: torch.Tensor, config: FVDConfig = FVDConfig()) -> 
             kwargs["align_corners"] = False
         frames = F.interpolate(frames, size=(config.size, config.size), mode=config.resize_filter, **kwargs)
     frames = frames * 2 - 1
-    return frames.reshape(n, t, c, config.size, config.size).permute(0, 2, 1, 3, 4)
+    # Contiguous: the 3D convolutions are about 30% slower on the permuted strides.
+    return frames.reshape(n, t, c, config.size, config.size).permute(0, 2, 1, 3, 4).contiguous()
 
 
 def i3d_features(
