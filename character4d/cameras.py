@@ -77,9 +77,9 @@ class RigConfig:
     target: tuple[float, float, float] = (0.0, 0.0, 0.7)
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_views, bool) or not isinstance(self.num_views, (int, np.integer)) or self.num_views < 1:
+        if not _is_positive_int(self.num_views):
             raise ValueError(f"RigConfig.num_views: expected a positive int, got {self.num_views!r}")
-        if isinstance(self.resolution, bool) or not isinstance(self.resolution, (int, np.integer)) or self.resolution < 1:
+        if not _is_positive_int(self.resolution):
             raise ValueError(f"RigConfig.resolution: expected a positive int, got {self.resolution!r}")
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise ValueError(f"RigConfig.radius: expected a finite value > 0, got {self.radius!r}")
@@ -113,6 +113,10 @@ class RigConfig:
             [np.sin(phi) * math.cos(elev), -np.cos(phi) * math.cos(elev), np.full_like(phi, math.sin(elev))], axis=-1
         )
         return centre + self.radius * offsets
+
+
+def _is_positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
 
 
 def _look_at_blender(positions: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -209,7 +213,7 @@ def intrinsics(fov_deg: float, width: int, height: int) -> np.ndarray:
     if not (0.0 < float(fov_deg) < 180.0):
         raise ValueError(f"fov_deg: expected a value in (0, 180), got {fov_deg!r}")
     for name, size in (("width", width), ("height", height)):
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        if not _is_positive_int(size):
             raise ValueError(f"{name}: expected a positive int, got {size!r}")
     focal = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2.0)
     return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
@@ -302,7 +306,11 @@ class Cameras:
         if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
             raise ValueError(f"Cameras.c2w_blender: expected shape [V, 4, 4], got {c2w.shape}")
         num = c2w.shape[0]
-        checks = (("viewmats", self.viewmats, (num, 4, 4)), ("Ks", self.Ks, (num, 3, 3)), ("azimuths_deg", self.azimuths_deg, (num,)))
+        checks = (
+            ("viewmats", self.viewmats, (num, 4, 4)),
+            ("Ks", self.Ks, (num, 3, 3)),
+            ("azimuths_deg", self.azimuths_deg, (num,)),
+        )
         for name, value, shape in checks:
             arr = _readonly(value)
             if arr.shape != shape:
@@ -316,7 +324,7 @@ class Cameras:
         object.__setattr__(self, "view_indices", indices)
         for name in ("width", "height"):
             size = getattr(self, name)
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            if not _is_positive_int(size):
                 raise ValueError(f"Cameras.{name}: expected a positive int, got {size!r}")
             object.__setattr__(self, name, int(size))
         # The two conventions are redundant on purpose (both go to disk); refuse a pair that disagrees.

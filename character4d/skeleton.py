@@ -202,7 +202,9 @@ def _parent_map(names: Sequence[str], parents: Any) -> dict[str, str | None] | N
         elif isinstance(parent, int) or hasattr(parent, "__index__"):
             index = int(parent)
             if index < -1 or index >= len(names) or index == i:
-                raise ValueError(f"parents[{i}]: expected -1 or an index in [0, {len(names)}) other than {i}, got {index}")
+                raise ValueError(
+                    f"parents[{i}]: expected -1 or an index in [0, {len(names)}) other than {i}, got {index}"
+                )
             result[name] = None if index == -1 else names[index]
         else:
             raise ValueError(f"parents[{i}]: expected a bone name, an index or None, got {parent!r}")
@@ -329,8 +331,9 @@ _UNREAL = _table(
 _CMU = _table(
     centre={"hips": ["hip"], "spine": ["abdomen", "abdomenLower"], "chest": ["chest", "chestLower"],
             "upperChest": ["chestUpper"], "neck": ["neck", "neckLower"], "head": ["head"]},
-    sided={"Shoulder": ["{S}Collar"], "UpperArm": ["{S}Shldr", "{S}ShldrBend"], "LowerArm": ["{S}ForeArm", "{S}ForearmBend"],
-           "Hand": ["{S}Hand"], "UpperLeg": ["{S}Thigh", "{S}ThighBend"], "LowerLeg": ["{S}Shin"], "Foot": ["{S}Foot"],
+    sided={"Shoulder": ["{S}Collar"], "UpperArm": ["{S}Shldr", "{S}ShldrBend"],
+           "LowerArm": ["{S}ForeArm", "{S}ForearmBend"], "Hand": ["{S}Hand"],
+           "UpperLeg": ["{S}Thigh", "{S}ThighBend"], "LowerLeg": ["{S}Shin"], "Foot": ["{S}Foot"],
            "Toes": ["{S}Toe"], "Eye": ["{S}Eye"]},
     side_tokens=("l", "r"),
     fingers=_numbered("{{S}}{name}{n}", [("thumb", "Thumb"), ("index", "Index"), ("middle", "Mid"),
@@ -368,6 +371,11 @@ _TABLES: dict[str, tuple[dict[str, tuple[str, ...]], _Extra | None]] = {
 CONVENTIONS: tuple[str, ...] = (*_TABLES, "heuristic")
 
 
+def _ends_with_part(name: str, alias: str) -> bool:
+    """``name`` ends with ``alias`` right after a separator: a prefix such as ``character1_``."""
+    return len(name) > len(alias) and name.endswith(alias) and name[-len(alias) - 1] in _SEPARATORS
+
+
 def _match_table(
     names: Sequence[str],
     table: Mapping[str, Sequence[str]],
@@ -385,13 +393,10 @@ def _match_table(
             continue
         found = None
         for alias in (a.lower() for a in aliases):
-            found = next((n for n, s in zip(names, stripped) if s == alias and n not in used), None)
+            free = [(n, s) for n, s in zip(names, stripped) if n not in used]
+            found = next((n for n, s in free if s == alias), None)
             if found is None:
-                found = next(
-                    (n for n, s in zip(names, stripped)
-                     if n not in used and len(s) > len(alias) and s.endswith(alias) and s[-len(alias) - 1] in _SEPARATORS),
-                    None,
-                )  # fmt: skip
+                found = next((n for n, s in free if _ends_with_part(s, alias)), None)
             if found is not None:
                 break
         if found is not None:
@@ -649,7 +654,8 @@ def _unmappable(names: Sequence[str], convention: str, bones: Mapping[str, str])
     parts = []
     for canonical in missing:
         close = _closest(canonical, names, taken)
-        parts.append(f"{canonical} (closest source bones: {', '.join(close)})" if close else f"{canonical} (no similar source bone)")
+        hint = f"closest source bones: {', '.join(close)}" if close else "no similar source bone"
+        parts.append(f"{canonical} ({hint})")
     message = (
         f"cannot map skeleton onto the humanoid: missing required bones {', '.join(missing)}. "
         f"Best convention {convention!r} matched {len(REQUIRED_BONES) - len(missing)}/{len(REQUIRED_BONES)} "

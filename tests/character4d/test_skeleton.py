@@ -40,7 +40,8 @@ CMU_FBX_BONES = [
 def _mixamo_names(prefix: str = "mixamorig:") -> list[str]:
     names = ["Hips", "Spine", "Spine1", "Spine2", "Neck", "Head", "HeadTop_End"]
     for side in ("Left", "Right"):
-        names += [f"{side}{b}" for b in ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot", "ToeBase", "Toe_End")]
+        limbs = ("Shoulder", "Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot", "ToeBase", "Toe_End")
+        names += [f"{side}{b}" for b in limbs]
         for finger in ("Thumb", "Index", "Middle", "Ring", "Pinky"):
             names += [f"{side}Hand{finger}{n}" for n in (1, 2, 3, 4)]
     return [prefix + n for n in names]
@@ -107,7 +108,8 @@ def test_cmu_fbx_skeleton_maps():
     expected = {"hips": "hip", "spine": "abdomen", "chest": "chest", "neck": "neck", "head": "head",
                 "leftShoulder": "lCollar", "leftUpperArm": "lShldr", "leftLowerArm": "lForeArm", "leftHand": "lHand",
                 "rightUpperLeg": "rThigh", "rightLowerLeg": "rShin", "rightFoot": "rFoot", "leftEye": "leftEye",
-                "leftThumbMetacarpal": "lThumb1", "leftMiddleIntermediate": "lMid2", "rightLittleProximal": "rPinky1"}  # fmt: skip
+                "leftThumbMetacarpal": "lThumb1", "leftMiddleIntermediate": "lMid2",
+                "rightLittleProximal": "rPinky1"}  # fmt: skip
     assert {k: mapping.bones.get(k) for k in expected} == expected
     assert "upperChest" not in mapping.bones and "leftToes" not in mapping.bones
     assert set(mapping.unmapped) == {"lButtock", "rButtock"}
@@ -170,7 +172,8 @@ def test_vroid_names():
     names = ["Root", "J_Bip_C_Hips", "J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_UpperChest", "J_Bip_C_Neck",
              "J_Bip_C_Head", "J_Adj_L_FaceEye", "J_Adj_R_FaceEye"]  # fmt: skip
     for s in ("L", "R"):
-        names += [f"J_Bip_{s}_{b}" for b in ("Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg", "LowerLeg", "Foot", "ToeBase")]
+        limbs = ("Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg", "LowerLeg", "Foot", "ToeBase")
+        names += [f"J_Bip_{s}_{b}" for b in limbs]
         names += [f"J_Bip_{s}_{f}{n}" for f in ("Thumb", "Index", "Middle", "Ring", "Little") for n in (1, 2, 3)]
         names += [f"J_Sec_{s}_Bust1", f"J_Bip_{s}_Index3_end"]
     mapping = map_skeleton(names)
@@ -194,7 +197,7 @@ def _unreal_names(num_spine: int) -> list[str]:
 def test_unreal_ue5_spine_chain():
     mapping = map_skeleton(_unreal_names(5))
     assert mapping.convention == "unreal"
-    assert (mapping.bones["spine"], mapping.bones["chest"], mapping.bones["upperChest"]) == ("spine_01", "spine_03", "spine_05")
+    assert [mapping.bones[b] for b in ("spine", "chest", "upperChest")] == ["spine_01", "spine_03", "spine_05"]
     assert mapping.bones["neck"] == "neck_01"
     assert mapping.bones["leftHand"] == "hand_l"  # not ik_hand_l
     assert mapping.bones["rightUpperArm"] == "upperarm_r"  # not the twist bone
@@ -205,10 +208,11 @@ def test_unreal_ue5_spine_chain():
 def test_cmu_bvh_variant():
     names = ["Hips", "LowerBack", "Spine", "Spine1", "Neck", "Neck1", "Head"]
     for s in ("Left", "Right"):
-        names += [f"{s}{b}" for b in ("Shoulder", "Arm", "ForeArm", "Hand", "FingerBase", "HandIndex1", "UpLeg", "Leg", "Foot", "ToeBase")]
+        limbs = ("Shoulder", "Arm", "ForeArm", "Hand", "FingerBase", "HandIndex1", "UpLeg", "Leg", "Foot", "ToeBase")
+        names += [f"{s}{b}" for b in limbs]
     mapping = map_skeleton(names)
     assert mapping.convention == "cmu_bvh"
-    assert (mapping.bones["spine"], mapping.bones["chest"], mapping.bones["upperChest"]) == ("LowerBack", "Spine", "Spine1")
+    assert [mapping.bones[b] for b in ("spine", "chest", "upperChest")] == ["LowerBack", "Spine", "Spine1"]
     assert mapping.bones["neck"] == "Neck" and mapping.bones["leftToes"] == "LeftToeBase"
     assert mapping.bones["leftIndexProximal"] == "LeftHandIndex1"
 
@@ -312,6 +316,7 @@ def test_heuristic_agrees_with_the_name_tables_on_real_skeletons():
 
     skeletons = [([n for n, _ in CMU_FBX_BONES], dict(CMU_FBX_BONES))]
     if ASSETS.is_dir():
-        skeletons += [_glb_skeleton(ASSETS / "characters" / f) for f in ("human-male.glb", "human-zombie.glb", "human-kenney.glb")]
+        files = ("human-male.glb", "human-zombie.glb", "human-kenney.glb")
+        skeletons += [_glb_skeleton(ASSETS / "characters" / f) for f in files]
     for names, parents in skeletons:
         assert _match_heuristic(names, _parent_map(names, parents)) == map_skeleton(names, parents).bones
