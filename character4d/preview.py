@@ -5,7 +5,8 @@ Layout of :func:`contact_sheet`: a grid of square ``cell`` x ``cell`` tiles with
 Column 0 is the A-pose image of the row's view, column ``1 + j`` the ``j``-th requested frame. With
 ``kind="both"`` each view takes two rows (RGB, then pose maps, whose column 0 is left empty).
 RGBA images are composited over a light checkerboard (or white); small labels (``v00``, ``f000``)
-sit in the top-left corner of the tiles when ``cell >= 48``.
+sit in the top-left corner of the tiles when ``cell >= 48``, and a grey line marks each tile's
+left and top border (from the second row/column on).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ KINDS = ("rgb", "pose", "both")
 BACKGROUNDS = ("checker", "white")
 _CHECKER = ((255, 255, 255), (228, 228, 228))
 _CHECKER_SQUARE = 8
+_GRID = (150, 150, 150)
 _MIN_LABEL_CELL = 48  # below this a label would cover most of the tile
 
 
@@ -133,7 +135,16 @@ def contact_sheet(
                 _label(draw, (c * cell, 0), f"f{f:03d}")
         if labelled:
             _label(draw, (0, r * cell), f"v{v:02d} " + ("A-pose" if first is not None else "pose"))
+    _grid(draw, sheet.size, cell)
     return sheet
+
+
+def _grid(draw: ImageDraw.ImageDraw, size: tuple[int, int], cell: int) -> None:
+    # One-pixel lines on the tile borders, so neighbouring dark pose maps stay apart.
+    for x in range(cell, size[0], cell):
+        draw.line((x, 0, x, size[1] - 1), fill=_GRID)
+    for y in range(cell, size[1], cell):
+        draw.line((0, y, size[0] - 1, y), fill=_GRID)
 
 
 def _gif_frames(sample: Sample, view: int, cell: int) -> list[Image.Image]:
