@@ -1,0 +1,523 @@
+"""Blender verbs for assets: import any supported file, find its skeleton, normalise, auto-rig.
+
+Only this layer touches bpy. It turns a file into plain data (bone matrices, vertex positions) and hands
+the maths to numpy modules (`character4d.skeleton`, `character4d.retarget`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from character4d.retarget import facing_rotation
+from character4d.skeleton import BODY_BONES, PARENTS, SkeletonMap, UnmappableSkeletonError, map_skeleton
+
+CHARACTER_SUFFIXES = (".glb", ".gltf", ".vrm", ".fbx", ".obj")
+MOTION_SUFFIXES = (".fbx", ".bvh")
+
+# Standing height range of DESIGN.md section 4; characters outside it are scaled into it.
+HEIGHT_RANGE = (1.6, 1.9)
+
+
+class AssetError(ValueError):
+    """An input file cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Character:
+    """A character loaded into the current scene.
+
+    Attributes:
+        root: empty that carries the normalisation transform; every kept object hangs below it.
+        armature: the armature object.
+        meshes: mesh objects deformed by the armature.
+        mapping: canonical -> bone name.
+        rigged: False when the file had no skeleton and we auto-rigged it.
+        height: standing height after normalisation (metres).
+        scale: factor applied to the file's units.
+    """
+
+    root: object
+    armature: object
+    meshes: list
+    mapping: SkeletonMap
+    rigged: bool
+    height: float
+    scale: float
+
+
+def reset_scene() -> None:
+    """Start from an empty scene (no default cube, camera or light)."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def import_file(path: str | Path) -> list:
+    """Import a character or motion file into the current scene.
+
+    Args:
+        path: .glb/.gltf/.vrm/.fbx/.obj/.bvh file.
+
+    Returns:
+        The objects the import added.
+
+    Raises:
+        AssetError: for a missing file, an unsupported suffix, or a file Blender cannot read.
+    """
+    import bpy
+
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    before = set(bpy.data.objects)
+    try:
+        if suffix in (".glb", ".gltf"):
+            bpy.ops.import_scene.gltf(filepath=str(path))
+        elif suffix == ".vrm":
+            # VRM is a GLB with extra extensions; Blender's glTF importer reads the geometry and skin and
+            # ignores them. The humanoid bone map is read separately (read_vrm_humanoid).
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / (path.stem + ".glb")
+                shutil.copyfile(path, copy)
+                bpy.ops.import_scene.gltf(filepath=str(copy))
+        elif suffix == ".fbx":
+            bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True, ignore_leaf_bones=False)
+        elif suffix == ".obj":
+            bpy.ops.wm.obj_import(filepath=str(path))
+        elif suffix == ".bvh":
+            bpy.ops.import_anim.bvh(filepath=str(path), update_scene_fps=False, update_scene_duration=False)
+        else:
+            raise AssetError(
+                f"{path}: unsupported file type {suffix!r}; expected one of "
+                f"{sorted(set(CHARACTER_SUFFIXES + MOTION_SUFFIXES))}"
+            )
+    except RuntimeError as exc:
+        raise AssetError(f"{path}: Blender could not import it ({str(exc).strip().splitlines()[-1]})") from exc
+    added = [o for o in bpy.data.objects if o not in before]
+    if not added:
+        raise AssetError(f"{path}: the file imported no objects (empty or corrupt)")
+    return added
+
+
+def read_vrm_humanoid(path: str | Path) -> tuple[str, dict[str, str]] | None:
+    """The humanoid bone map stored in a VRM file, as canonical -> node name.
+
+    VRM 0.x keeps it in ``extensions.VRM.humanoid.humanBones`` (a list of ``{bone, node}``), VRM 1.0 in
+    ``extensions.VRMC_vrm.humanoid.humanBones`` (``{bone: {node}}``). VRM 0.x thumbs are named
+    Proximal/Intermediate/Distal, which VRM 1.0 (our canonical set) calls Metacarpal/Proximal/Distal.
+
+    Args:
+        path: a .vrm (or .glb) file.
+
+    Returns:
+        (convention "vrm0"/"vrm1", mapping) or None when the file carries no VRM humanoid.
+
+    Raises:
+        AssetError: when the file is not a readable glTF binary.
+    """
+    import pygltflib
+
+    try:
+        gltf = pygltflib.GLTF2().load(str(path))
+    except Exception as exc:  # pygltflib raises assorted errors on corrupt input
+        raise AssetError(f"{path}: not a readable glTF/VRM file ({exc})") from exc
+    ext = gltf.extensions or {}
+    nodes = gltf.nodes or []
+
+    def node_name(i: int) -> str:
+        return nodes[i].name or f"node{i}"
+
+    thumb_0x = {"ThumbProximal": "ThumbMetacarpal", "ThumbIntermediate": "ThumbProximal",
+                "ThumbDistal": "ThumbDistal"}
+    if "VRMC_vrm" in ext:
+        bones = ext["VRMC_vrm"].get("humanoid", {}).get("humanBones", {})
+        return "vrm1", {b: node_name(v["node"]) for b, v in bones.items() if "node" in v}
+    if "VRM" in ext:
+        out = {}
+        for entry in ext["VRM"].get("humanoid", {}).get("humanBones", []):
+            bone, node = entry.get("bone"), entry.get("node")
+            if bone is None or node is None or node < 0:
+                continue
+            for old, new in thumb_0x.items():
+                if bone.endswith(old):
+                    bone = bone[: -len(old)] + new
+            out[bone] = node_name(node)
+        return "vrm0", out
+    return None
+
+
+def armature_bones(armature) -> tuple[list[str], list[str | None]]:
+    """Bone names and parent names of an armature, in Blender's (parents-first) order."""
+    bones = armature.data.bones
+    return [b.name for b in bones], [b.parent.name if b.parent else None for b in bones]
+
+
+def _deformed_meshes(armature, objects) -> list:
+    out = []
+    for obj in objects:
+        if obj.type != "MESH":
+            continue
+        uses = any(m.type == "ARMATURE" and m.object == armature for m in obj.modifiers)
+        parented = obj.parent == armature
+        if uses or parented:
+            out.append(obj)
+    return out
+
+
+def _pick_armature(objects, path: Path):
+    armatures = [o for o in objects if o.type == "ARMATURE"]
+    if not armatures:
+        return None
+    # Several armatures (props, cameras rigs): keep the one that deforms the most vertices.
+    def weight(arm) -> int:
+        return sum(len(m.data.vertices) for m in _deformed_meshes(arm, objects)) * 1000 + len(arm.data.bones)
+
+    return max(armatures, key=weight)
+
+
+def mesh_vertices_world(meshes, evaluated: bool = True) -> np.ndarray:
+    """World-space vertex positions of meshes (after modifiers when ``evaluated``).
+
+    Args:
+        meshes: mesh objects.
+        evaluated: use the depsgraph-evaluated (deformed) meshes.
+
+    Returns:
+        [N, 3] float64 positions.
+    """
+    import bpy
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    chunks = []
+    for obj in meshes:
+        src = obj.evaluated_get(depsgraph) if evaluated else obj
+        mesh = src.to_mesh()
+        n = len(mesh.vertices)
+        co = np.empty(n * 3, dtype=np.float64)
+        mesh.vertices.foreach_get("co", co)
+        mat = np.array(src.matrix_world, dtype=np.float64)
+        chunks.append(co.reshape(n, 3) @ mat[:3, :3].T + mat[:3, 3])
+        src.to_mesh_clear()
+    return np.concatenate(chunks) if chunks else np.zeros((0, 3))
+
+
+def bone_heads_world(armature, names, posed: bool) -> np.ndarray:
+    """World positions of bone heads (rest or current pose).
+
+    Args:
+        armature: armature object.
+        names: bone names.
+        posed: current pose (True) or rest pose (False).
+
+    Returns:
+        [len(names), 3] float64.
+    """
+    mat = np.array(armature.matrix_world, dtype=np.float64)
+    heads = []
+    for n in names:
+        h = armature.pose.bones[n].head if posed else armature.data.bones[n].head_local
+        heads.append(mat[:3, :3] @ np.array(h) + mat[:3, 3])
+    return np.array(heads)
+
+
+def _set_root(objects) -> object:
+    """Parent every top-level object under a new empty, keeping world transforms."""
+    import bpy
+
+    root = bpy.data.objects.new("c4d_root", None)
+    bpy.context.scene.collection.objects.link(root)
+    for obj in objects:
+        if obj.parent is None and obj is not root:
+            mw = obj.matrix_world.copy()
+            obj.parent = root
+            obj.matrix_parent_inverse = root.matrix_world.inverted()
+            obj.matrix_world = mw
+    return root
+
+
+def _apply_root(root, matrix: np.ndarray) -> None:
+    import bpy
+    import mathutils
+
+    root.matrix_world = mathutils.Matrix(matrix.tolist()) @ root.matrix_world
+    bpy.context.view_layer.update()
+
+
+def _remove_except(keep) -> None:
+    import bpy
+
+    keep = set(keep)
+    for obj in list(bpy.data.objects):
+        if obj not in keep:
+            bpy.data.objects.remove(obj, do_unlink=True)
+
+
+def map_armature(armature, path: Path) -> SkeletonMap:
+    """Map an armature onto the canonical humanoid (the VRM humanoid table wins when present).
+
+    Raises:
+        AssetError: when the skeleton is not a humanoid we can map (names the missing bones).
+    """
+    names, parents = armature_bones(armature)
+    vrm = read_vrm_humanoid(path) if path.suffix.lower() in (".vrm", ".glb", ".gltf") else None
+    if vrm is not None:
+        convention, table = vrm
+        bones = {c: n for c, n in table.items() if n in names}
+        missing = [b for b in ("hips", "spine", "head", "leftUpperArm", "rightUpperArm", "leftUpperLeg",
+                               "rightUpperLeg") if b not in bones]
+        if not missing:
+            used = set(bones.values())
+            return SkeletonMap(convention, bones, tuple(n for n in names if n not in used))
+    try:
+        return map_skeleton(names, parents)
+    except UnmappableSkeletonError as exc:
+        raise AssetError(f"{path}: skeleton cannot be mapped onto the humanoid: {exc}") from exc
+
+
+def load_character(path: str | Path, height: float | None = None) -> Character:
+    """Import a character, map its skeleton (or auto-rig it) and normalise it.
+
+    Normalisation (DESIGN.md section 4): facing -Y (read from the skeleton: the character's left side
+    goes to +X), standing height within 1.6-1.9 m (or exactly ``height``), feet on z = 0, hips (or the
+    mesh centre when unrigged) on the Z axis.
+
+    Args:
+        path: character file.
+        height: exact standing height wanted; None keeps the file's height when within 1.6-1.9 m and
+            scales to the nearest bound otherwise.
+
+    Returns:
+        The loaded `Character`.
+
+    Raises:
+        AssetError: for unreadable files, files without a mesh, empty meshes, unmappable skeletons.
+    """
+    import bpy
+
+    path = Path(path)
+    objects = import_file(path)
+    armature = _pick_armature(objects, path)
+    if armature is not None:
+        meshes = _deformed_meshes(armature, objects)
+        if not meshes:
+            raise AssetError(f"{path}: the armature {armature.name!r} deforms no mesh")
+    else:
+        meshes = [o for o in objects if o.type == "MESH"]
+        if not meshes:
+            raise AssetError(f"{path}: no mesh in the file (a character needs geometry)")
+    if sum(len(m.data.vertices) for m in meshes) == 0:
+        raise AssetError(f"{path}: the mesh is empty (0 vertices)")
+    # Keep the armature's other children (bone-parented props) too; drop cameras, lights, stray meshes.
+    keep = set(meshes) | ({armature} if armature else set())
+    if armature is not None:
+        keep |= {o for o in objects if o.parent == armature}
+    _remove_except(keep)
+    root = _set_root(list(keep))
+
+    if armature is not None:
+        armature.data.pose_position = "REST"
+        bpy.context.view_layer.update()
+        mapping = map_armature(armature, path)
+        rigged = True
+    else:
+        mapping, rigged = None, False
+
+    # Facing and scale from the rest pose.
+    verts = mesh_vertices_world(meshes)
+    if rigged:
+        lr = bone_heads_world(armature, [mapping.bones["leftUpperLeg"], mapping.bones["rightUpperLeg"],
+                                         mapping.bones["leftUpperArm"], mapping.bones["rightUpperArm"]], posed=False)
+        left_dir = (lr[0] - lr[1]) + (lr[2] - lr[3])
+        rot = facing_rotation(left_dir)
+    else:
+        rot = np.eye(3)  # an unrigged mesh is assumed to face -Y, as glTF/OBJ exports do
+    verts = verts @ rot.T
+    current = float(verts[:, 2].max() - verts[:, 2].min())
+    if current <= 1e-6:
+        raise AssetError(f"{path}: the mesh is flat (zero height)")
+    if height is not None:
+        scale = height / current
+    else:
+        scale = float(np.clip(current, *HEIGHT_RANGE)) / current
+    m = np.eye(4)
+    m[:3, :3] = rot * scale
+    verts = verts * scale
+    if rigged:
+        hips = bone_heads_world(armature, [mapping.bones["hips"]], posed=False)[0]
+        centre = (rot @ hips)[:2] * scale
+    else:
+        centre = (verts[:, :2].min(0) + verts[:, :2].max(0)) / 2
+    m[:3, 3] = [-centre[0], -centre[1], -verts[:, 2].min()]
+    _apply_root(root, m)
+
+    if not rigged:
+        armature, mapping = autorig(meshes, root)
+    armature.data.pose_position = "POSE"
+    for pb in armature.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+    bpy.context.view_layer.update()
+    final_h = float(np.ptp(mesh_vertices_world(meshes)[:, 2]))
+    return Character(root, armature, meshes, mapping, rigged, final_h, scale)
+
+
+# --------------------------------------------------------------------------------------------------
+# Auto-rigging of unrigged meshes
+
+
+def fit_skeleton(verts: np.ndarray) -> dict[str, np.ndarray]:
+    """Fit the canonical humanoid's joint positions to a standing humanoid mesh (A- or T-pose).
+
+    The mesh is normalised (feet on z=0, facing -Y, left at +X). Torso and leg joints come from body
+    proportions measured on the mesh; the arms are located from the vertices beyond the torso on each
+    side, whose principal direction gives the arm line, so A- and T-poses both fit.
+
+    Args:
+        verts: [N, 3] normalised vertex positions.
+
+    Returns:
+        canonical bone -> [3] head position, plus "<bone>_tail" entries for leaf bones.
+
+    Raises:
+        AssetError: when no arms can be found on either side.
+    """
+    h = float(verts[:, 2].max())
+    cx = 0.0
+    y_mid = float(np.median(verts[(verts[:, 2] > 0.45 * h) & (verts[:, 2] < 0.75 * h), 1]))
+
+    def slab(z0: float, z1: float) -> np.ndarray:
+        return verts[(verts[:, 2] >= z0 * h) & (verts[:, 2] < z1 * h)]
+
+    # Torso half-width at the waist: arms start outside it.
+    waist = slab(0.55, 0.62)
+    torso_half = float(np.percentile(np.abs(waist[:, 0] - cx), 90)) if len(waist) else 0.12 * h
+    shoulder_z = 0.815 * h
+    j: dict[str, np.ndarray] = {}
+    j["hips"] = np.array([cx, y_mid, 0.53 * h])
+    j["spine"] = np.array([cx, y_mid, 0.59 * h])
+    j["chest"] = np.array([cx, y_mid, 0.66 * h])
+    j["upperChest"] = np.array([cx, y_mid, 0.74 * h])
+    j["neck"] = np.array([cx, y_mid, 0.835 * h])
+    j["head"] = np.array([cx, y_mid, 0.875 * h])
+    j["head_tail"] = np.array([cx, y_mid, h])
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        legs = slab(0.05, 0.45)
+        legs = legs[legs[:, 0] * sign > 0]
+        lx = float(np.median(legs[:, 0])) if len(legs) else sign * 0.09 * h
+        ly = float(np.median(legs[:, 1])) if len(legs) else y_mid
+        j[f"{side}UpperLeg"] = np.array([lx, ly, 0.5 * h])
+        j[f"{side}LowerLeg"] = np.array([lx, ly, 0.28 * h])
+        j[f"{side}Foot"] = np.array([lx, ly, 0.05 * h])
+        j[f"{side}Toes"] = np.array([lx, ly - 0.08 * h, 0.015 * h])
+        j[f"{side}Toes_tail"] = np.array([lx, ly - 0.14 * h, 0.015 * h])
+        # Arms: vertices beyond the torso, above the hips.
+        arm = verts[(verts[:, 0] * sign > torso_half * 1.15) & (verts[:, 2] > 0.45 * h)]
+        if len(arm) < 10:
+            raise AssetError("auto-rig: cannot find the arms (expected an A- or T-pose humanoid)")
+        centre = arm.mean(axis=0)
+        _, _, vt = np.linalg.svd(arm - centre, full_matrices=False)
+        d = vt[0] * np.sign(vt[0][0] * sign or 1.0)  # pointing outwards
+        t = (arm - centre) @ d
+        tip = centre + d * t.max()
+        start = centre + d * t.min()
+        shoulder = np.array([sign * max(torso_half * 0.9, 0.1 * h * 0.6), y_mid, shoulder_z])
+        # The arm line's inner end, pulled to the shoulder height of the torso.
+        upper = np.array([start[0], y_mid, min(start[2], shoulder_z)])
+        j[f"{side}Shoulder"] = shoulder * np.array([0.3, 1, 1]) + np.array([0, 0, 0])
+        j[f"{side}UpperArm"] = upper
+        length = float(np.linalg.norm(tip - upper))
+        direction = (tip - upper) / max(length, 1e-6)
+        j[f"{side}LowerArm"] = upper + direction * 0.45 * length
+        j[f"{side}Hand"] = upper + direction * 0.82 * length
+        j[f"{side}Hand_tail"] = tip
+    return j
+
+
+def autorig(meshes, root):
+    """Fit the canonical skeleton to unrigged meshes and skin them with Blender's automatic weights.
+
+    Falls back to distance-based weights for vertices the heat solver leaves unweighted (it fails on
+    disconnected or non-manifold parts, which game meshes often have).
+
+    Returns:
+        (armature object, SkeletonMap with convention "autorig").
+    """
+    import bpy
+
+    verts = mesh_vertices_world(meshes)
+    joints = fit_skeleton(verts)
+    arm_data = bpy.data.armatures.new("autorig")
+    arm = bpy.data.objects.new("autorig", arm_data)
+    bpy.context.scene.collection.objects.link(arm)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    children = {b: [c for c in BODY_BONES if PARENTS.get(c) == b] for b in BODY_BONES}
+    edit = {}
+    for bone in BODY_BONES:
+        eb = arm_data.edit_bones.new(bone)
+        eb.head = tuple(joints[bone])
+        kids = [c for c in children[bone] if c in joints and not c.endswith("Shoulder") and "UpperLeg" not in c]
+        if f"{bone}_tail" in joints:
+            tail = joints[f"{bone}_tail"]
+        elif kids:
+            tail = joints[kids[0]]
+        else:
+            tail = joints[bone] + np.array([0, 0, 0.05])
+        if np.linalg.norm(np.asarray(tail) - joints[bone]) < 1e-3:
+            tail = joints[bone] + np.array([0, 0, 0.05])
+        eb.tail = tuple(tail)
+        parent = PARENTS.get(bone)
+        if parent is not None:
+            eb.parent = edit[parent]
+        edit[bone] = eb
+    bpy.ops.object.mode_set(mode="OBJECT")
+    arm.parent = root
+    arm.matrix_parent_inverse = root.matrix_world.inverted()
+
+    for mesh in meshes:
+        with bpy.context.temp_override(active_object=arm, object=arm, selected_objects=[mesh, arm],
+                                       selected_editable_objects=[mesh, arm]):
+            try:
+                bpy.ops.object.parent_set(type="ARMATURE_AUTO", keep_transform=True)
+            except RuntimeError:
+                bpy.ops.object.parent_set(type="ARMATURE_NAME", keep_transform=True)
+        _fill_missing_weights(mesh, arm)
+    mapping = SkeletonMap("autorig", {b: b for b in BODY_BONES}, ())
+    return arm, mapping
+
+
+def _fill_missing_weights(mesh, arm) -> None:
+    """Give vertices without weights (heat-weighting failures) weights by distance to the bones."""
+    names = [b.name for b in arm.data.bones]
+    mw = np.array(mesh.matrix_world)
+    aw = np.array(arm.matrix_world)
+    heads = np.array([aw[:3, :3] @ np.array(b.head_local) + aw[:3, 3] for b in arm.data.bones])
+    tails = np.array([aw[:3, :3] @ np.array(b.tail_local) + aw[:3, 3] for b in arm.data.bones])
+    groups = {g.index: g.name for g in mesh.vertex_groups}
+    for n in names:
+        if mesh.vertex_groups.get(n) is None:
+            mesh.vertex_groups.new(name=n)
+    for v in mesh.data.vertices:
+        if any(g.weight > 1e-4 and groups.get(g.group) in names for g in v.groups):
+            continue
+        p = mw[:3, :3] @ np.array(v.co) + mw[:3, 3]
+        seg = tails - heads
+        t = np.clip(((p - heads) * seg).sum(1) / np.maximum((seg * seg).sum(1), 1e-9), 0, 1)
+        d = np.linalg.norm(heads + seg * t[:, None] - p, axis=1)
+        w = np.exp(-(d - d.min()) / 0.02)
+        w /= w.sum()
+        for i in np.argsort(-w)[:2]:
+            if w[i] > 0.05:
+                mesh.vertex_groups[names[i]].add([v.index], float(w[i]), "REPLACE")
+
+
+def require_mapped(mapping: SkeletonMap, bones, path: Path) -> None:
+    """Raise a clear error if bones we need are not in the mapping."""
+    missing = [b for b in bones if b not in mapping.bones]
+    if missing:
+        raise AssetError(f"{path}: skeleton lacks the bones {missing}")

@@ -1,0 +1,218 @@
+"""Read a motion file in Blender and sample it into plain arrays for retargeting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from character4d.blender.character import AssetError, armature_bones, import_file, map_armature
+from character4d.retarget import facing_rotation, resample_times
+from character4d.skeleton import PARENTS, SkeletonMap
+
+
+@dataclass(frozen=True)
+class SampledMotion:
+    """A source motion sampled at the output times, in a world where its rest pose faces -Y.
+
+    Attributes:
+        mapping: canonical -> source bone.
+        bones: canonical bones present, parents before children.
+        rest: [B, 3, 3] rest rotations (world).
+        posed: [T, B, 3, 3] posed rotations (world), turned so the clip starts facing -Y when asked.
+        rest_dirs: canonical bone -> [3] rest direction (head to canonical child head).
+        hips: [T, 3] hips positions (world, same turn as ``posed``).
+        rest_hips_height: hips height in the rest pose.
+        leg_length: upper-leg head to foot head distance in the rest pose (for hips scaling).
+        times: [T] seconds since the first keyframe.
+        fps: the source's frame rate.
+        duration: the action's length in seconds.
+    """
+
+    mapping: SkeletonMap
+    bones: tuple[str, ...]
+    rest: np.ndarray
+    posed: np.ndarray
+    rest_dirs: dict[str, np.ndarray]
+    hips: np.ndarray
+    rest_hips_height: float
+    leg_length: float
+    times: np.ndarray
+    fps: float
+    duration: float
+
+
+def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
+    """Mapped canonical bones, parents before children."""
+    order: list[str] = []
+
+    def depth(b: str) -> int:
+        d, p = 0, PARENTS.get(b)
+        while p is not None:
+            d, p = d + 1, PARENTS.get(p)
+        return d
+
+    for b in sorted(mapping.bones, key=lambda b: (depth(b), b)):
+        order.append(b)
+    return tuple(order)
+
+
+# Child used for a bone's direction; the first that is mapped wins.
+_DIRECTION_CHILD = {
+    "hips": ("spine",), "spine": ("chest", "upperChest", "neck"), "chest": ("upperChest", "neck"),
+    "upperChest": ("neck",), "neck": ("head",),
+    **{f"{s}Shoulder": (f"{s}UpperArm",) for s in ("left", "right")},
+    **{f"{s}UpperArm": (f"{s}LowerArm",) for s in ("left", "right")},
+    **{f"{s}LowerArm": (f"{s}Hand",) for s in ("left", "right")},
+    **{f"{s}Hand": (f"{s}MiddleProximal",) for s in ("left", "right")},
+    **{f"{s}UpperLeg": (f"{s}LowerLeg",) for s in ("left", "right")},
+    **{f"{s}LowerLeg": (f"{s}Foot",) for s in ("left", "right")},
+    **{f"{s}Foot": (f"{s}Toes",) for s in ("left", "right")},
+}
+
+
+def rest_directions(heads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rest direction of each bone: from its head to the head of its mapped canonical child.
+
+    Args:
+        heads: canonical bone -> [3] rest head (world).
+
+    Returns:
+        canonical bone -> [3] unit direction, for bones with a mapped child.
+    """
+    out = {}
+    for bone, kids in _DIRECTION_CHILD.items():
+        if bone not in heads:
+            continue
+        for kid in kids:
+            if kid in heads:
+                d = heads[kid] - heads[bone]
+                if np.linalg.norm(d) > 1e-6:
+                    out[bone] = d / np.linalg.norm(d)
+                    break
+    return out
+
+
+def bone_rotations_world(armature, names, posed: bool) -> np.ndarray:
+    """World rotation (3x3, scale removed) of each named bone, rest or current pose."""
+    mw = np.array(armature.matrix_world, dtype=np.float64)[:3, :3]
+    mw = mw / np.cbrt(abs(np.linalg.det(mw)))
+    out = []
+    for n in names:
+        m = armature.pose.bones[n].matrix if posed else armature.data.bones[n].matrix_local
+        r = mw @ np.array(m, dtype=np.float64)[:3, :3]
+        u, _, vt = np.linalg.svd(r)  # strip any residual scale/shear
+        out.append(u @ vt)
+    return np.array(out)
+
+
+def _action_range(armature, path: Path) -> tuple[float, float]:
+    anim = armature.animation_data
+    action = anim.action if anim else None
+    if action is None:
+        raise AssetError(f"{path}: the motion file has no animation (no action on {armature.name!r})")
+    start, end = action.frame_range
+    if end - start < 1:
+        raise AssetError(f"{path}: the motion file has no animation (a single frame, {start:g})")
+    return float(start), float(end)
+
+
+def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 0.0,
+                  face_front: bool = True) -> SampledMotion:
+    """Import a motion file into the current (empty) scene and sample it at the output times.
+
+    Args:
+        path: .fbx or .bvh motion file.
+        num_frames: output clip length.
+        fps: output frame rate.
+        start: start offset in seconds from the first keyframe.
+        face_front: turn the motion about Z so the character faces -Y at the clip's first frame.
+
+    Returns:
+        The sampled motion.
+
+    Raises:
+        AssetError: no skeleton, no animation, unmappable skeleton, start past the end.
+    """
+    import bpy
+
+    path = Path(path)
+    objects = import_file(path)
+    armatures = [o for o in objects if o.type == "ARMATURE"]
+    if not armatures:
+        raise AssetError(f"{path}: the motion file has no skeleton")
+    armature = max(armatures, key=lambda a: len(a.data.bones))
+    mapping = map_armature(armature, path)
+    first, last = _action_range(armature, path)
+    scene = bpy.context.scene
+    src_fps = scene.render.fps / scene.render.fps_base
+    if path.suffix.lower() == ".bvh":
+        # The BVH importer keeps the file's frame time on the action's keys but not on the scene.
+        src_fps = _bvh_fps(path) or src_fps
+    duration = (last - first) / src_fps
+    if start >= duration:
+        raise AssetError(f"{path}: start offset {start:g} s is past the end of the motion ({duration:.3f} s)")
+    times = resample_times(num_frames, fps, start, duration)
+
+    bones = canonical_order(mapping)
+    src_names = [mapping.bones[b] for b in bones]
+    armature.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    rest = bone_rotations_world(armature, src_names, posed=False)
+    mw = np.array(armature.matrix_world)
+    rest_heads = {b: mw[:3, :3] @ np.array(armature.data.bones[mapping.bones[b]].head_local) + mw[:3, 3]
+                  for b in bones}
+    armature.data.pose_position = "POSE"
+
+    posed, hips = [], []
+    for t in times:
+        frame = first + t * src_fps
+        scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
+        posed.append(bone_rotations_world(armature, src_names, posed=True))
+        mw = np.array(armature.matrix_world)
+        hips.append(mw[:3, :3] @ np.array(armature.pose.bones[mapping.bones["hips"]].head) + mw[:3, 3])
+    posed, hips = np.array(posed), np.array(hips)
+
+    # Bring the rest pose to face -Y; optionally turn the whole clip to start facing -Y.
+    rest_left = (rest_heads["leftUpperLeg"] - rest_heads["rightUpperLeg"])
+    q_rest = facing_rotation(rest_left)
+    if face_front:
+        i_l, i_r = bones.index("leftUpperLeg"), bones.index("rightUpperLeg")
+        # The hips' lateral axis at the first frame: the rest lateral direction carried by the hips rotation.
+        i_h = bones.index("hips")
+        start_left = posed[0, i_h] @ rest[i_h].T @ rest_left
+        q_motion = facing_rotation(start_left) if np.linalg.norm(start_left[:2]) > 1e-6 else q_rest
+        del i_l, i_r
+    else:
+        q_motion = q_rest
+    rest = q_rest @ rest
+    posed = q_motion @ posed
+    hips = hips @ q_motion.T
+    rest_heads = {b: q_rest @ h for b, h in rest_heads.items()}
+    rest_dirs = rest_directions(rest_heads)
+    leg = 0.5 * sum(np.linalg.norm(rest_heads[f"{s}UpperLeg"] - rest_heads[f"{s}LowerLeg"])
+                    + np.linalg.norm(rest_heads[f"{s}LowerLeg"] - rest_heads[f"{s}Foot"]) for s in ("left", "right"))
+    return SampledMotion(
+        mapping=mapping, bones=bones, rest=rest, posed=posed, rest_dirs=rest_dirs, hips=hips,
+        rest_hips_height=float(rest_heads["hips"][2]), leg_length=float(leg), times=times, fps=float(src_fps),
+        duration=float(duration),
+    )
+
+
+def _bvh_fps(path: Path) -> float | None:
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            if line.strip().lower().startswith("frame time:"):
+                dt = float(line.split(":")[1])
+                return 1.0 / dt if dt > 0 else None
+    return None
+
+
+def source_names(motion: SampledMotion) -> list[str]:
+    """Source bone names in the order of ``motion.bones``."""
+    return [motion.mapping.bones[b] for b in motion.bones]
+
+
+__all__ = ["SampledMotion", "sample_motion", "canonical_order", "rest_directions", "bone_rotations_world",
+           "armature_bones", "source_names"]

@@ -1,0 +1,180 @@
+"""The render pipeline seen from outside Blender: run one job in a worker process, collect its sample.
+
+`render_job` is the ``render_fn`` that `character4d.jobs.run_jobs` calls. It starts
+``python -m character4d.blender.worker`` (the only place bpy is imported), follows its progress and turns
+the folder of fields it wrote into a `Sample`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from character4d.config import RenderConfig
+from character4d.format import Sample
+from character4d.jobs import Job, RunSummary, make_jobs, run_jobs
+
+CHARACTER_SUFFIXES = (".glb", ".gltf", ".vrm", ".fbx", ".obj")
+MOTION_SUFFIXES = (".fbx", ".bvh")
+
+
+class RenderError(RuntimeError):
+    """Blender failed on a job for a reason other than a bad input (crash, internal error)."""
+
+
+class BadInputError(ValueError):
+    """A job's input file cannot be used (corrupt file, empty mesh, non-humanoid skeleton, no animation)."""
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def render_job(job: Job, scratch: Path, cfg: RenderConfig,
+               on_progress: Callable[[int, int], None] | None = None) -> Sample:
+    """Render one job in a Blender worker process.
+
+    Args:
+        job: the (character, motion) pair.
+        scratch: empty folder for the worker's files.
+        cfg: render settings.
+        on_progress: called with (images done, images total) as the worker reports them.
+
+    Returns:
+        The rendered sample.
+
+    Raises:
+        BadInputError: the worker rejected an input file (message from the worker).
+        RenderError: the worker crashed or failed otherwise (with the end of its log).
+    """
+    out = scratch / job.key
+    job_file = scratch / "job.json"
+    job_file.write_text(json.dumps({
+        "character": str(Path(job.character_path).resolve()), "motion": str(Path(job.motion_path).resolve()),
+        "key": job.key, "config": cfg.to_json(), "out": str(out),
+    }))
+    env = dict(os.environ)
+    # Blender uses every core it sees; keep it from oversubscribing when slices share a machine.
+    proc = subprocess.Popen([sys.executable, "-m", "character4d.blender.worker", str(job_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    result = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        kind, _, payload = line.strip().partition(" ")
+        if kind == "PROGRESS" and on_progress is not None:
+            done, total = json.loads(payload)
+            on_progress(done, total)
+        elif kind == "RESULT":
+            result = json.loads(payload)
+    code = proc.wait()
+    log = scratch / f"{job.key}.log"
+    if result is None:
+        raise RenderError(f"Blender worker died (exit code {code}) on {job.key}; log tail:\n{_tail(log)}")
+    if not result["ok"]:
+        if result.get("bad_input"):
+            raise BadInputError(result["message"])
+        raise RenderError(f"{result['error']}: {result['message']}")
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+    return Sample.from_files(job.key, files, validate=True)
+
+
+def default_inputs() -> tuple[list[Path], list[Path]]:
+    """The embedded default characters and motions (generated on first use)."""
+    from character4d.default_data import ensure_default_characters, ensure_default_motions
+
+    return _run_default_characters(ensure_default_characters), ensure_default_motions()
+
+
+def _run_default_characters(ensure: Callable[[], list[Path]]) -> list[Path]:
+    # Building the characters imports bpy; do it in a child process so this one stays bpy-free.
+    from character4d.default_data import CHARACTERS, default_data_dir
+
+    expected = [default_data_dir() / "characters" / f"{s.name}.glb" for s in CHARACTERS]
+    if not all(p.exists() for p in expected):
+        code = subprocess.run([sys.executable, "-c",
+                               "from character4d.default_data import ensure_default_characters as e; e()"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if code.returncode != 0:
+            raise RenderError(f"could not build the default characters:\n{code.stderr[-2000:]}")
+    return sorted(expected)
+
+
+def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path, cfg: RenderConfig,
+           shard: tuple[int, int] = (0, 1), fmt: str = "shards", samples_per_tar: int = 8,
+           progress: bool = True) -> RunSummary:
+    """Render a slice of the characters x motions job list into ``out``.
+
+    Args:
+        characters: character files/folders (None: the embedded default characters).
+        motions: motion files/folders (None: the embedded default motions).
+        out: output directory.
+        cfg: render settings.
+        shard: (i, N) slice of the sorted job list.
+        fmt: "shards" or "folders".
+        samples_per_tar: samples per tar part.
+        progress: show progress bars.
+
+    Returns:
+        The run summary (done, skipped, failed with reasons).
+    """
+    from character4d.jobs import collect_inputs
+
+    if characters is None or motions is None:
+        default_chars, default_motions = default_inputs()
+    chars = collect_inputs(characters, CHARACTER_SUFFIXES) if characters else default_chars
+    mots = collect_inputs(motions, MOTION_SUFFIXES) if motions else default_motions
+    if not chars:
+        raise ValueError(f"--characters: no character files ({', '.join(CHARACTER_SUFFIXES)}) in {characters}")
+    if not mots:
+        raise ValueError(f"--motions: no motion files ({', '.join(MOTION_SUFFIXES)}) in {motions}")
+    jobs = make_jobs(chars, mots)
+    bar = _ImageBar(progress)
+
+    def render_fn(job: Job, scratch: Path) -> Sample:
+        bar.start(job.key)
+        try:
+            return render_job(job, scratch, cfg, bar.update)
+        finally:
+            bar.close()
+
+    return run_jobs(jobs, render_fn, out, shard=shard, config=cfg.to_json(), fmt=fmt,
+                    samples_per_tar=samples_per_tar, progress=progress)
+
+
+class _ImageBar:
+    """A per-job bar of rendered images (on a terminal), or one log line per job otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.key = ""
+        self.last = (0, 0)
+
+    def start(self, key: str) -> None:
+        self.key, self.last = key, (0, 0)
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1, desc=f"  {key}", unit="img", leave=False, position=1)
+
+    def update(self, done: int, total: int) -> None:
+        self.last = (done, total)
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled:
+            print(f"[character4d] {self.key}: {self.last[0]}/{self.last[1]} images", file=sys.stderr, flush=True)
