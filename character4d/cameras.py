@@ -408,7 +408,7 @@ class Cameras:
             The ``Cameras`` it describes.
 
         Raises:
-            ValueError: if a key is missing, the views disagree on the image size, or the two
+            ValueError: if a key is missing or unknown, the views disagree on the image size, or the two
                 conventions stored for a view describe different cameras.
         """
         for key in ("width", "height", "views"):
@@ -426,6 +426,10 @@ class Cameras:
             if size != (width, height):
                 raise ValueError(f"cameras.json views[{k}]: expected size {(width, height)}, got {size}")
         rig = d.get("rig")
+        if rig is not None:
+            unknown = sorted(set(rig) - set(RigConfig.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"cameras.json rig: expected RigConfig fields, got unknown keys {unknown}")
         return cls(
             c2w_blender=np.array([v["c2w_blender"] for v in views], dtype=np.float64),
             viewmats=np.array([v["w2c_opencv"] for v in views], dtype=np.float64),
@@ -449,6 +453,7 @@ def rig_cameras(cfg: RigConfig = RigConfig()) -> Cameras:
         ``k * 360 / num_views`` degrees, all looking at ``cfg.target``.
 
     Raises:
+        TypeError: if ``cfg`` is not a ``RigConfig``.
         ValueError: if a camera coincides with the target or looks straight up or down.
     """
     if not isinstance(cfg, RigConfig):

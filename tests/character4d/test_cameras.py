@@ -218,3 +218,15 @@ def test_rig_config_validation(kwargs):
 def test_arrays_are_read_only(cams):
     with pytest.raises(ValueError):
         cams.viewmats[0, 0, 0] = 2.0
+
+
+def test_from_json_errors_name_the_problem(cams):
+    doc = cams.to_json()
+    with pytest.raises(ValueError, match="views"):
+        Cameras.from_json({k: v for k, v in doc.items() if k != "views"})
+    bad = dict(doc, rig=dict(doc["rig"], lens_mm=50))
+    with pytest.raises(ValueError, match="lens_mm"):
+        Cameras.from_json(bad)
+    bad = dict(doc, views=[dict(doc["views"][0], width=256)])
+    with pytest.raises(ValueError, match="size"):
+        Cameras.from_json(bad)
