@@ -13,6 +13,7 @@ FID.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,7 +84,10 @@ def load_inception(path: str | os.PathLike | None = None, device: torch.device |
             f"TorchScript file {INCEPTION_FILENAME} used by StyleGAN2-ADA/StyleGAN3 and clean-fid, copy it "
             f"to {path} or set ${INCEPTION_ENV} to its path. FID numbers require these exact weights."
         )
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        # torch >= 2.10 deprecates TorchScript, but the published FID network exists only in that format.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
     model = TorchScriptInception(module).eval().to(device if device is not None else "cpu")
     model.requires_grad_(False)
     return model

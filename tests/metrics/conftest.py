@@ -84,7 +84,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     config = CLIPConfig(
         text_config=dict(
             vocab_size=99, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=16,
+            num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
         ),
         vision_config=dict(
             hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
