@@ -736,7 +736,8 @@ class _SampleChecker:
                 continue
             if array.shape != shape or array.dtype != np.float32:
                 self.found.append(
-                    f"{name}: expected float32 {list(shape)} (F, J from meta.json), got {array.dtype} {list(array.shape)}"
+                    f"{name}: expected float32 {list(shape)} (F, J from meta.json), "
+                    f"got {array.dtype} {list(array.shape)}"
                 )
 
     def _check_cameras(self, num_views: int, resolution: int) -> None:
@@ -766,9 +767,8 @@ class _SampleChecker:
         expected = {_APOSE: [apose_name(v) for v in range(num_views)]}
         kinds = [_MOTION, "pose"] + [k for k in _OPTIONAL_KINDS if any(p.kind == k for p in fields.values())]
         for kind in kinds:
-            expected[kind] = [
-                _frame_field(None if kind == _MOTION else kind, v, f) for v in range(num_views) for f in range(num_frames)
-            ]
+            prefix = None if kind == _MOTION else kind
+            expected[kind] = [_frame_field(prefix, v, f) for v in range(num_views) for f in range(num_frames)]
         for kind, names in expected.items():
             missing = [name for name in names if name not in present]
             if missing:
@@ -789,7 +789,8 @@ class _SampleChecker:
                 wrong.append(f"{name}: not a readable image ({exc})")
                 continue
             if fmt != "PNG" or mode not in modes or size != (resolution, resolution):
-                wrong.append(f"{name}: expected {resolution}x{resolution} PNG {modes[0]}, got {size[0]}x{size[1]} {fmt} {mode}")
+                got = f"{size[0]}x{size[1]} {fmt} {mode}"
+                wrong.append(f"{name}: expected {resolution}x{resolution} PNG {modes[0]}, got {got}")
         if wrong:
             shown = "; ".join(wrong[:6]) + ("; ..." if len(wrong) > 6 else "")
             self.found.append(f"{len(wrong)} image(s) with the wrong format: {shown}")
@@ -807,7 +808,8 @@ def _image(stack: Any, index: tuple[int, ...], arg: str, dtype: type, shape: tup
     array = np.asarray(item)
     if array.dtype != dtype or array.shape != shape:
         where = "".join(f"[{i}]" for i in index)
-        raise ValueError(f"{arg}{where}: expected {np.dtype(dtype)} {list(shape)}, got {array.dtype} {list(array.shape)}")
+        expected = f"{np.dtype(dtype)} {list(shape)}"
+        raise ValueError(f"{arg}{where}: expected {expected}, got {array.dtype} {list(array.shape)}")
     return array
 
 
@@ -893,7 +895,9 @@ def build_sample(
         raise ValueError(f"apose_images[0]: expected square [H, W, 4] with H == W, got {list(first.shape)}")
     res = first.shape[0]
     if len(frames) != num_views or len(poses) != num_views:
-        raise ValueError(f"frames, poses: expected {num_views} views like apose_images, got {len(frames)}, {len(poses)}")
+        raise ValueError(
+            f"frames, poses: expected {num_views} views like apose_images, got {len(frames)}, {len(poses)}"
+        )
     num_frames = len(frames[0])
     if not 0 < num_frames <= MAX_FRAMES:
         raise ValueError(f"frames: expected 1 to {MAX_FRAMES} frames per view, got {num_frames}")

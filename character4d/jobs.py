@@ -314,7 +314,9 @@ def _load_manifest(path: Path, config: dict, layout: dict, shard: tuple[int, int
         raise ConfigMismatchError(f"{path}: records shard {manifest.get('shard')}, expected {list(shard)}", ["shard"])
     differing = _differing_keys(recorded_config, config)
     if differing:
-        details = ", ".join(f"{k}: {recorded_config.get(k, '<absent>')!r} -> {config.get(k, '<absent>')!r}" for k in differing)
+        details = ", ".join(
+            f"{k}: {recorded_config.get(k, '<absent>')!r} -> {config.get(k, '<absent>')!r}" for k in differing
+        )
         raise ConfigMismatchError(
             f"{path}: this output was started with another config ({details}); use a new out_dir "
             "so that one output never mixes settings",

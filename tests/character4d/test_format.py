@@ -168,11 +168,12 @@ def test_encode_npy_and_json():
 
 def _arrays(views=2, frames=3, size=8, joints=4, seed=1):
     rng = np.random.default_rng(seed)
+    grid = (views, frames, size, size)
     return {
         "apose_images": rng.integers(0, 256, (views, size, size, 4), dtype=np.uint8),
         "frames": rng.integers(0, 256, (views, frames, size, size, 4), dtype=np.uint8),
         "poses": rng.integers(0, 256, (views, frames, size, size, 3), dtype=np.uint8),
-        "depths": np.where(rng.random((views, frames, size, size)) < 0.5, np.nan, rng.uniform(1, 6, (views, frames, size, size))),
+        "depths": np.where(rng.random(grid) < 0.5, np.nan, rng.uniform(1, 6, grid)),
         "masks": rng.random((views, frames, size, size)) < 0.5,
         "joints": rng.normal(size=(frames, joints, 3)),
         "apose_joints": rng.normal(size=(joints, 3)),
@@ -235,7 +236,8 @@ def test_build_sample_rejects_bad_inputs():
         _build(depths=np.full((2, 3, 8, 8), 70.0))
     with pytest.raises(ValueError, match="num_frames"):
         arrays = _arrays()
-        build_sample("a__b", {**_meta(), "num_frames": 5}, rig_cameras(RigConfig(num_views=2, resolution=8)).to_json(), **arrays)
+        cameras = rig_cameras(RigConfig(num_views=2, resolution=8)).to_json()
+        build_sample("a__b", {**_meta(), "num_frames": 5}, cameras, **arrays)
 
 
 def test_key_with_a_dot_is_rejected():
@@ -258,7 +260,8 @@ def test_validate_lists_every_problem():
         Sample("c0__m0", files).validate()
     problems = "\n".join(info.value.problems)
     assert len(info.value.problems) == 6
-    for expected in ("pose.v01.f002.png", "mask.v00.f000.png", "joints.npy", "v00.f001.png", "v05.f000.png", "notes.txt"):
+    culprits = ("pose.v01.f002.png", "mask.v00.f000.png", "joints.npy", "v00.f001.png", "v05.f000.png", "notes.txt")
+    for expected in culprits:
         assert expected in problems
 
 

@@ -170,8 +170,9 @@ def test_config_mismatch_names_the_keys(tmp_path):
     with pytest.raises(ConfigMismatchError, match="resolution") as info:
         run_jobs(jobs, render, tmp_path / "out", config={"resolution": 16, "engine": "cycles"}, progress=False)
     assert info.value.keys == ("resolution",)
+    config = {"resolution": 8, "engine": "cycles"}
     with pytest.raises(ConfigMismatchError, match="samples_per_tar"):
-        run_jobs(jobs, render, tmp_path / "out", config={"resolution": 8, "engine": "cycles"}, samples_per_tar=2, progress=False)
+        run_jobs(jobs, render, tmp_path / "out", config=config, samples_per_tar=2, progress=False)
     with pytest.raises(ConfigMismatchError, match="slice_sha256"):
         run_jobs(_jobs(2, 2), render, tmp_path / "out", config={"resolution": 8, "engine": "cycles"}, progress=False)
 
@@ -284,7 +285,8 @@ def test_kill_and_resume(tmp_path):
 
     resumed = subprocess.run([sys.executable, str(script), str(out), str(calls), "0"], cwd=REPO, env=env, timeout=120)
     assert resumed.returncode == 0
-    all_keys = [job.key for job in make_jobs([Path(f"c{i}.vrm") for i in range(2)], [Path(f"m{i}.fbx") for i in range(4)])]
+    characters, motions = [Path(f"c{i}.vrm") for i in range(2)], [Path(f"m{i}.fbx") for i in range(4)]
+    all_keys = [job.key for job in make_jobs(characters, motions)]
     tars = sorted((out / "shards").iterdir())
     assert [t.name for t in tars] == [part_name(0, 1, p) for p in range(3)]
     packed = [key for tar in tars for key in _tar_keys(tar)]
