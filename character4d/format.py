@@ -477,6 +477,10 @@ class Sample:
         parse_key(self.key)
         object.__setattr__(self, "files", MappingProxyType(_check_files(self.files)))
 
+    def __reduce__(self) -> tuple:
+        # The read-only mapping proxy cannot be pickled; rebuild from a plain dict (for worker processes).
+        return (type(self), (self.key, dict(self.files)))
+
     @classmethod
     def from_files(cls, key: str, files: Mapping[str, bytes], validate: bool = True) -> Sample:
         """Build a sample from already encoded fields.

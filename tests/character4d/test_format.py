@@ -278,6 +278,18 @@ def test_validate_checks_meta_and_key():
         Sample("c0__m0", {**good.files, "meta.json": encode_json(meta)}).validate()
 
 
+def test_sample_is_immutable_comparable_and_picklable():
+    import pickle
+
+    sample = make_fake_sample()
+    with pytest.raises(TypeError):
+        sample.files["meta.json"] = b"{}"
+    with pytest.raises(ValueError, match="read-only"):
+        sample.joints[0, 0, 0] = 1.0
+    copy = pickle.loads(pickle.dumps(sample))
+    assert copy == sample and copy is not sample and copy.num_frames == 3
+
+
 def test_missing_field_accessor_names_the_field():
     sample = Sample("a__b", {})
     with pytest.raises(SampleFormatError, match="meta.json"):
