@@ -178,12 +178,7 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
     rest_left = (rest_heads["leftUpperLeg"] - rest_heads["rightUpperLeg"])
     q_rest = facing_rotation(rest_left)
     if face_front:
-        i_l, i_r = bones.index("leftUpperLeg"), bones.index("rightUpperLeg")
-        # The hips' lateral axis at the first frame: the rest lateral direction carried by the hips rotation.
-        i_h = bones.index("hips")
-        start_left = posed[0, i_h] @ rest[i_h].T @ rest_left
-        q_motion = facing_rotation(start_left) if np.linalg.norm(start_left[:2]) > 1e-6 else q_rest
-        del i_l, i_r
+        q_motion = _clip_heading(posed, rest, bones.index("hips"), rest_left, q_rest)
     else:
         q_motion = q_rest
     rest = q_rest @ rest
@@ -198,6 +193,24 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
         rest_hips_height=float(rest_heads["hips"][2]), leg_length=float(leg), times=times, fps=float(src_fps),
         duration=float(duration),
     )
+
+
+def _clip_heading(posed: np.ndarray, rest: np.ndarray, hips: int, rest_left: np.ndarray,
+                  fallback: np.ndarray) -> np.ndarray:
+    """Turn that makes the clip face -Y on average.
+
+    The hips' lateral axis is followed through the clip and averaged on the circle. The mean rather
+    than the first frame: mocap files often open with a calibration T-pose facing elsewhere. When the
+    headings cancel out (a full spin), the first frame decides.
+    """
+    left = np.einsum("tij,jk,k->ti", posed[:, hips], rest[hips].T, rest_left)[:, :2]
+    norms = np.linalg.norm(left, axis=1)
+    if not (norms > 1e-6).any():
+        return fallback
+    unit = left[norms > 1e-6] / norms[norms > 1e-6, None]
+    mean = unit.mean(axis=0)
+    direction = mean if np.linalg.norm(mean) >= 0.3 else unit[0]
+    return facing_rotation(np.array([direction[0], direction[1], 0.0]))
 
 
 def _bvh_fps(path: Path) -> float | None:
