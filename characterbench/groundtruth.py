@@ -50,7 +50,7 @@ class GroundTruthIndex:
 
     Attributes:
         path: Where it was read from.
-        samples: One entry per sample, sorted by key.
+        samples: One entry per sample, in reading order (``open_samples``' deterministic order).
         manifest_hash: ``"sha256:<hex>"`` (see the module docstring).
     """
 
@@ -65,7 +65,7 @@ class GroundTruthIndex:
 
 
 def iter_ground_truth(path: str | Path) -> Iterator[Any]:
-    """Stream ground-truth samples (``character4d.format.Sample``), sorted by key.
+    """Stream ground-truth samples (``character4d.format.Sample``) in ``open_samples``' order.
 
     Args:
         path: A ``.tar`` shard, a folder of shards, a folder-export root or one sample folder.
@@ -132,8 +132,7 @@ def index_ground_truth(path: str | Path, protocol: Protocol, progress: bool = Fa
     """
     from tqdm import tqdm
 
-    samples, problems = [], []
-    manifest = hashlib.sha256()
+    samples, problems, digests = [], [], {}
     for sample in tqdm(iter_ground_truth(path), desc="index ground truth", unit="sample", disable=not progress):
         info = describe_sample(sample)
         if info.num_views != protocol.rig_num_views or info.num_frames != protocol.clip_num_frames:
@@ -141,15 +140,29 @@ def index_ground_truth(path: str | Path, protocol: Protocol, progress: bool = Fa
                 f"{info.key}: expected {protocol.rig_num_views} views x {protocol.clip_num_frames} frames, "
                 f"got {info.num_views} x {info.num_frames}"
             )
+        if info.key in digests:
+            problems.append(f"{info.key}: sample key appears twice")
         samples.append(info)
-        manifest.update(f"sample\t{info.key}\n".encode())
-        for name, digest in sample_digest(sample):
-            manifest.update(f"{name}\t{digest}\n".encode())
-    keys = [s.key for s in samples]
+        digests[info.key] = sample_digest(sample)
     if not samples:
         problems.append("no samples found")
-    if keys != sorted(keys) or len(set(keys)) != len(keys):
-        problems.append(f"expected unique sample keys in sorted order, got {keys}")
     if problems:
         raise GroundTruthError(f"ground truth {path} does not fit protocol {protocol.version}:\n  " + "\n  ".join(problems))
-    return GroundTruthIndex(path=str(path), samples=tuple(samples), manifest_hash="sha256:" + manifest.hexdigest())
+    return GroundTruthIndex(path=str(path), samples=tuple(samples), manifest_hash=manifest_hash(digests))
+
+
+def manifest_hash(digests: dict[str, list[tuple[str, str]]]) -> str:
+    """Combine per-sample digests (:func:`sample_digest`) into the manifest hash.
+
+    Args:
+        digests: ``{sample key: [(file name, sha256 hex), ...]}``.
+
+    Returns:
+        ``"sha256:<hex>"``, independent of reading order (keys are sorted).
+    """
+    manifest = hashlib.sha256()
+    for key in sorted(digests):
+        manifest.update(f"sample\t{key}\n".encode())
+        for name, digest in sorted(digests[key]):
+            manifest.update(f"{name}\t{digest}\n".encode())
+    return "sha256:" + manifest.hexdigest()

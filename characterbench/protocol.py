@@ -206,7 +206,7 @@ def rgba_to_tensor(image: np.ndarray) -> "torch.Tensor":
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an image [H, W, 3|4], got shape {tuple(image.shape)}")
     if image.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+        t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0)  # copy: decoded arrays may be read-only
     elif np.issubdtype(image.dtype, np.floating):
         if not np.isfinite(image).all() or image.min() < 0.0 or image.max() > 1.0:
             raise ValueError("expected a float image with finite values in [0, 1]")
