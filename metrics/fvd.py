@@ -45,7 +45,7 @@ __all__ = [
     "trace_sqrt_product",
 ]
 
-_FILTERS = ("bilinear", "bicubic", "nearest", "area")
+_FILTERS = ("bilinear", "bicubic", "nearest", "area", "bilinear_tf1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +54,14 @@ class FVDConfig:
 
     Attributes:
         size: clips are resized to ``size x size`` (the I3D input, 224).
-        resize_filter: one of ``"bilinear"``, ``"bicubic"``, ``"nearest"``, ``"area"`` (``F.interpolate``
-            modes with half-pixel centres, ``align_corners=False``).
+        resize_filter: ``"bilinear"`` (default), ``"bicubic"``, ``"nearest"``, ``"area"``: ``F.interpolate``
+            modes with half-pixel centres (``align_corners=False``, as TF2 ``tf.image.resize``);
+            ``"bilinear_tf1"``: TF1 ``tf.image.resize_bilinear`` with its defaults, which the original TF
+            FVD code calls: output pixel i samples input position ``i * in / out`` (no half-pixel
+            offset, a sub-pixel shift towards the origin). Use it to compare with numbers computed by
+            that code; the default follows the benchmark protocol.
         antialias: low-pass before downsampling (``F.interpolate(antialias=...)``; bilinear/bicubic only).
-            Off by default, as ``tf.image.resize`` in the TF FVD.
+            Off by default, as in the TF FVD.
     """
 
     size: int = 224
@@ -251,6 +255,20 @@ def check_videos(videos, name: str) -> None:
     check_tensor(videos, name, 5, "[N, T, 3, H, W]", channels=3)
 
 
+def _resize_bilinear_tf1(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """TF1 ``resize_bilinear(align_corners=False, half_pixel_centers=False)``: ``[M, C, H, W] -> [M, C, size, size]``."""
+    for dim in (2, 3):
+        n_in = frames.shape[dim]
+        pos = torch.arange(size, dtype=torch.float64, device=frames.device) * (n_in / size)
+        i0 = pos.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        shape = [1, 1, 1, 1]
+        shape[dim] = size
+        w = (pos - i0).to(frames.dtype).view(shape)
+        frames = frames.index_select(dim, i0) * (1 - w) + frames.index_select(dim, i1) * w
+    return frames
+
+
 def preprocess_videos(videos: torch.Tensor, config: FVDConfig = FVDConfig()) -> torch.Tensor:
     """Resize clips and map them to the I3D input convention.
 
@@ -263,7 +281,9 @@ def preprocess_videos(videos: torch.Tensor, config: FVDConfig = FVDConfig()) -> 
     """
     n, t, c, h, w = videos.shape
     frames = videos.reshape(n * t, c, h, w).to(torch.promote_types(videos.dtype, torch.float32))
-    if (h, w) != (config.size, config.size):
+    if (h, w) != (config.size, config.size) and config.resize_filter == "bilinear_tf1":
+        frames = _resize_bilinear_tf1(frames, config.size)
+    elif (h, w) != (config.size, config.size):
         kwargs = {"antialias": config.antialias} if config.resize_filter in ("bilinear", "bicubic") else {}
         if config.resize_filter in ("bilinear", "bicubic"):
             kwargs["align_corners"] = False
@@ -427,7 +447,8 @@ class FrechetMetric(Metric):
     def compute_interval(self, num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> FrechetInterval:
         """Bootstrap interval over the kept per-sample features (needs ``keep_features=True``).
 
-        Call it after :meth:`compute` in distributed runs, so that the states are synced.
+        In distributed runs the features of all processes are gathered first (every process gets the
+        same interval, the seed being the same).
 
         Raises:
             ValueError: the metric was built without ``keep_features``.
@@ -438,9 +459,9 @@ class FrechetMetric(Metric):
         def cat(x):
             return torch.cat(x) if isinstance(x, list) else x
 
-        return bootstrap_frechet_distance(
-            cat(self.fake_features), cat(self.real_features), num_resamples, confidence, seed
-        )
+        with self.sync_context():
+            fake, real = cat(self.fake_features), cat(self.real_features)
+        return bootstrap_frechet_distance(fake, real, num_resamples, confidence, seed)
 
 
 class FVD(FrechetMetric):

