@@ -29,6 +29,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--characters", nargs="+", type=Path, help="character files or folders (default: embedded data)")
     p.add_argument("--motions", nargs="+", type=Path, help="motion files or folders (default: embedded data)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--pairing", choices=("product", "zip"), default="product",
+                   help="every character x every motion (product), or one motion per character (zip)")
     p.add_argument("--shard", default="0/1", help="I/N: render every N-th job starting at I (default 0/1)")
     p.add_argument("--format", dest="fmt", choices=("shards", "folders"), default="shards")
     p.add_argument("--samples-per-tar", type=int, default=8, help="samples per shard tar (default 8)")
@@ -42,6 +44,7 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-denoise", action="store_true", help="disable the Cycles denoiser")
     p.add_argument("--seed", type=int, default=0, help=_config_help("seed"))
     p.add_argument("--mask", action="store_true", help=_config_help("mask"))
+    p.add_argument("--depth", action="store_true", help=_config_help("depth"))
     p.add_argument("--hands", action="store_true", help=_config_help("hands"))
     p.add_argument("--pose-variant", choices=POSE_VARIANTS, default="openpose", help=_config_help("pose_variant"))
     p.add_argument("--height", type=float, default=None, help=_config_help("height"))
@@ -59,7 +62,7 @@ def _render_config(a: argparse.Namespace) -> RenderConfig:
     return RenderConfig(
         resolution=a.resolution, num_frames=a.frames, fps=a.fps, start=a.start, num_views=a.views,
         radius=a.radius, cam_height=a.cam_height, fov_deg=a.fov_deg, elevation_deg=a.elevation_deg,
-        engine=a.engine, samples=a.samples, denoise=not a.no_denoise, seed=a.seed, mask=a.mask,
+        engine=a.engine, samples=a.samples, denoise=not a.no_denoise, seed=a.seed, mask=a.mask, depth=a.depth,
         hands=a.hands, pose_variant=a.pose_variant, apose_arm_deg=a.apose_arm_deg, height=a.height,
         root_motion=a.root_motion, face_front=not a.no_face_front,
     )
@@ -74,14 +77,14 @@ def cmd_render(a: argparse.Namespace) -> int:
         from character4d.ray_driver import render_with_ray
 
         summaries = render_with_ray(a.characters, a.motions, a.out, cfg, a.ray, fmt=a.fmt,
-                                    samples_per_tar=a.samples_per_tar)
+                                    samples_per_tar=a.samples_per_tar, pairing=a.pairing)
         failed = sum(len(s["failed"]) for s in summaries)
         print(f"ray: {len(summaries)} shards done, {sum(len(s['done']) for s in summaries)} samples rendered, "
               f"{failed} failed; output in {a.out}")
         return 1 if failed else 0
     shard = parse_shard(a.shard)
     summary = render(a.characters, a.motions, a.out, cfg, shard=shard, fmt=a.fmt,
-                     samples_per_tar=a.samples_per_tar, progress=not a.quiet)
+                     samples_per_tar=a.samples_per_tar, progress=not a.quiet, pairing=a.pairing)
     print(f"shard {shard[0]}/{shard[1]}: {len(summary.done)} rendered, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed in {summary.seconds:.1f} s; manifest: {summary.manifest}")
     for key, reason in summary.failed.items():

@@ -412,6 +412,21 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, default=_json_default).encode("utf-8")
 
 
+def encode_depth(depth_m: np.ndarray) -> bytes:
+    """Encode a depth map as the sample's 16-bit PNG (millimetres, 0 = background).
+
+    Args:
+        depth_m: [H, W] float metres; NaN or inf mark background.
+
+    Returns:
+        PNG bytes.
+
+    Raises:
+        ValueError: for foreground depths outside [0.001, 65.535] m.
+    """
+    return _encode_depth(depth_m, "depth_m")
+
+
 def _encode_depth(depth_m: np.ndarray, arg: str) -> bytes:
     depth = np.asarray(depth_m, dtype=np.float64)
     background = ~np.isfinite(depth)

@@ -106,9 +106,30 @@ def _run_default_characters(ensure: Callable[[], list[Path]]) -> list[Path]:
     return sorted(expected)
 
 
+PAIRINGS = ("product", "zip")
+
+
+def pair_jobs(chars: Sequence[Path], motions: Sequence[Path], pairing: str = "product") -> list[Job]:
+    """The sorted job list: every character with every motion ("product"), or one motion per character
+    ("zip": character i with motion i, cycling through the shorter list).
+
+    Raises:
+        ValueError: for an unknown pairing.
+    """
+    jobs = make_jobs(chars, motions)
+    if pairing == "product":
+        return jobs
+    if pairing != "zip":
+        raise ValueError(f"pairing: expected one of {PAIRINGS}, got {pairing!r}")
+    chars, motions = sorted(chars, key=lambda p: p.stem), sorted(motions, key=lambda p: p.stem)
+    n = max(len(chars), len(motions))
+    wanted = {(str(chars[i % len(chars)]), str(motions[i % len(motions)])) for i in range(n)}
+    return [j for j in jobs if (str(j.character_path), str(j.motion_path)) in wanted]
+
+
 def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path, cfg: RenderConfig,
            shard: tuple[int, int] = (0, 1), fmt: str = "shards", samples_per_tar: int = 8,
-           progress: bool = True) -> RunSummary:
+           progress: bool = True, pairing: str = "product") -> RunSummary:
     """Render a slice of the characters x motions job list into ``out``.
 
     Args:
@@ -120,6 +141,7 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
         fmt: "shards" or "folders".
         samples_per_tar: samples per tar part.
         progress: show progress bars.
+        pairing: "product" (every character x every motion) or "zip" (one motion per character).
 
     Returns:
         The run summary (done, skipped, failed with reasons).
@@ -134,7 +156,7 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
         raise ValueError(f"--characters: no character files ({', '.join(CHARACTER_SUFFIXES)}) in {characters}")
     if not mots:
         raise ValueError(f"--motions: no motion files ({', '.join(MOTION_SUFFIXES)}) in {motions}")
-    jobs = make_jobs(chars, mots)
+    jobs = pair_jobs(chars, mots, pairing)
     bar = _ImageBar(progress)
 
     def render_fn(job: Job, scratch: Path) -> Sample:

@@ -13,17 +13,17 @@ from pathlib import Path
 from character4d.config import RenderConfig
 
 
-def _render_shard(characters, motions, out, cfg_json, i, n, fmt, samples_per_tar) -> dict:
+def _render_shard(characters, motions, out, cfg_json, i, n, fmt, samples_per_tar, pairing) -> dict:
     from character4d.pipeline import render
 
     s = render(characters, motions, Path(out), RenderConfig.from_json(cfg_json), shard=(i, n), fmt=fmt,
-               samples_per_tar=samples_per_tar, progress=False)
+               samples_per_tar=samples_per_tar, progress=False, pairing=pairing)
     return {"shard": [i, n], "done": list(s.done), "skipped": list(s.skipped), "failed": dict(s.failed)}
 
 
 def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path,
                     cfg: RenderConfig, num_shards: int, fmt: str = "shards", samples_per_tar: int = 8,
-                    cpus_per_task: int = 2) -> list[dict]:
+                    cpus_per_task: int = 2, pairing: str = "product") -> list[dict]:
     """Render all ``num_shards`` slices as Ray tasks and wait for them.
 
     Connects to the cluster named by ``RAY_ADDRESS`` (or starts a local one).
@@ -34,6 +34,7 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
         cfg: render settings.
         num_shards: N.
         fmt, samples_per_tar: output layout.
+        pairing: "product" or "zip", as for ``character4d render``.
         cpus_per_task: CPUs reserved per task (Blender uses them all).
 
     Returns:
@@ -54,6 +55,6 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
     task = ray.remote(num_cpus=cpus_per_task)(_render_shard)
     chars = [str(p) for p in characters] if characters else None
     mots = [str(p) for p in motions] if motions else None
-    refs = [task.remote(chars, mots, str(out), cfg.to_json(), i, num_shards, fmt, samples_per_tar)
+    refs = [task.remote(chars, mots, str(out), cfg.to_json(), i, num_shards, fmt, samples_per_tar, pairing)
             for i in range(num_shards)]
     return ray.get(refs)

@@ -124,7 +124,10 @@ def read_vrm_humanoid(path: str | Path) -> tuple[str, dict[str, str]] | None:
     import pygltflib
 
     try:
-        gltf = pygltflib.GLTF2().load(str(path))
+        with open(path, "rb") as fh:
+            binary = fh.read(4) == b"glTF"
+        # pygltflib picks the parser from the suffix, which a .vrm does not tell it.
+        gltf = pygltflib.GLTF2().load_binary(str(path)) if binary else pygltflib.GLTF2().load_json(str(path))
     except Exception as exc:  # pygltflib raises assorted errors on corrupt input
         raise AssetError(f"{path}: not a readable glTF/VRM file ({exc})") from exc
     ext = gltf.extensions or {}

@@ -125,6 +125,58 @@ def setup_scene(cfg: RenderConfig):
     return cam
 
 
+def setup_depth_output(folder: Path):
+    """Route Blender's Z pass to a 32-bit EXR through a compositor File Output node.
+
+    Blender cannot hand render passes to Python in background mode, so each render also writes
+    ``folder/depth_Depth.exr`` and `read_depth` loads it back.
+    """
+    import bpy
+
+    scene = bpy.context.scene
+    scene.view_layers[0].use_pass_z = True
+    tree = bpy.data.node_groups.new("c4d_depth", "CompositorNodeTree")
+    scene.compositing_node_group = tree
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    out = tree.nodes.new("CompositorNodeOutputFile")
+    out.directory = str(folder) + "/"
+    out.file_name = "depth_"
+    out.format.media_type = "IMAGE"
+    out.format.file_format = "OPEN_EXR"
+    out.format.color_mode = "BW"
+    out.format.color_depth = "32"
+    out.file_output_items.new("FLOAT", "Depth")
+    tree.links.new(layers.outputs["Depth"], out.inputs["Depth"])
+    return folder / "depth_Depth.exr"
+
+
+def read_depth(exr: Path, rgba_png: Path) -> np.ndarray:
+    """Depth in metres of the last render, NaN where the character does not cover the pixel.
+
+    Args:
+        exr: the EXR written by the node of `setup_depth_output`.
+        rgba_png: the matching colour render (its alpha decides foreground; edge pixels mix the
+            character's depth with the background's and are dropped below half coverage).
+
+    Returns:
+        [H, W] float32 metres.
+    """
+    import bpy
+    from PIL import Image
+
+    img = bpy.data.images.load(str(exr), check_existing=False)
+    try:
+        w, h = img.size
+        px = np.empty(w * h * img.channels, dtype=np.float32)
+        img.pixels.foreach_get(px)
+    finally:
+        bpy.data.images.remove(img)
+    depth = px.reshape(h, w, -1)[::-1, :, 0]  # Blender images start at the bottom row
+    alpha = np.asarray(Image.open(rgba_png))[..., 3]
+    valid = (alpha >= 128) & (depth > 0.001) & (depth < 65.0)
+    return np.where(valid, depth, np.nan).astype(np.float32)
+
+
 def _set_border(scene, uv: np.ndarray, size: int, margin_px: float = 6.0) -> None:
     """Render only the character's screen rectangle (plus a margin): most of a frame is background."""
     r = scene.render
@@ -145,7 +197,8 @@ def _set_border(scene, uv: np.ndarray, size: int, margin_px: float = 6.0) -> Non
 
 
 def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
-                 on_image: Callable[[], None] | None = None) -> None:
+                 on_image: Callable[[], None] | None = None,
+                 depth: tuple[Path, Callable[[int], Path]] | None = None) -> None:
     """Render the current scene state from each camera into ``paths``.
 
     Args:
@@ -154,6 +207,7 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
         verts: [N, 3] current world vertex positions (for the render border).
         paths: output file per view.
         on_image: called after each image (progress).
+        depth: (EXR written by the depth node, view -> depth PNG path) to also save depth maps.
     """
     import bpy
     import mathutils
@@ -161,11 +215,13 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
     scene = bpy.context.scene
     for v, path in enumerate(paths):
         cam.matrix_world = mathutils.Matrix(cameras.c2w_blender[v].tolist())
-        uv, depth = project(verts, cameras.viewmats[v], cameras.Ks[v])
-        uv = np.where((depth > 0)[:, None], uv, np.nan)
+        uv, z = project(verts, cameras.viewmats[v], cameras.Ks[v])
+        uv = np.where((z > 0)[:, None], uv, np.nan)
         _set_border(scene, uv, cameras.width)
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
+        if depth is not None:
+            depth[1](v).write_bytes(fmt.encode_depth(read_depth(depth[0], path)))
         if on_image is not None:
             on_image()
 
@@ -380,6 +436,7 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         if progress is not None:
             progress(done, total)
 
+    depth_exr = setup_depth_output(out.parent / f".{out.name}.depth") if cfg.depth else None
     face_local = face_points_local(char)
     style = PoseStyle(variant=cfg.pose_variant, hands=cfg.hands)
 
@@ -401,15 +458,14 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         scene.frame_set(f)
         joints[f] = current_joints(char, face_local)
         render_views(cam, cameras, mesh_vertices_world(char.meshes),
-                     [out / fmt.frame_name(v, f) for v in range(views)], tick)
+                     [out / fmt.frame_name(v, f) for v in range(views)], tick,
+                     depth=(depth_exr, lambda v, f=f: out / fmt.depth_name(v, f)) if cfg.depth else None)
         for v in range(views):
             pose = draw_pose_map(joints[f], cameras.viewmats[v], cameras.Ks[v], cfg.resolution,
                                  cfg.resolution, style=style)
             (out / fmt.pose_name(v, f)).write_bytes(fmt.encode_png(pose))
     if cfg.mask:
         _write_masks(out, views, cfg.num_frames)
-    if cfg.depth:
-        raise AssetError("depth maps are not supported by this renderer build (use --mask or drop --depth)")
 
     meta = {
         "character_id": fmt.parse_key(key)[0],

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,79 @@ def test_bad_inputs_fail_clearly_and_the_rest_renders(default_data, tmp_path):
     manifest = json.loads(summary.manifest.read_text())
     assert manifest["jobs"]["ada__quadruped"]["status"] == "failed"
     assert [s.key for s in open_samples(tmp_path / "out" / "shards")] == ["ada__walk"]
+
+
+def _as_vrm(glb: Path, out: Path, version: int) -> Path:
+    """Turn a Mixamo-named GLB into a VRM whose bones only the VRM humanoid table can map.
+
+    Bones are renamed to meaningless names; the file's VRM extension says which is which. The VRM 0.x
+    variant is also turned to face +Z in glTF (as VRM 0.x models do), which the loader must undo.
+    """
+    import pygltflib
+
+    from character4d.skeleton import map_skeleton
+
+    gltf = pygltflib.GLTF2().load(str(glb))
+    joints = gltf.skins[0].joints
+    names = [gltf.nodes[i].name for i in joints]
+    mapping = map_skeleton(names).bones
+    node_of = {gltf.nodes[i].name: i for i in joints}
+    for k, i in enumerate(joints):
+        gltf.nodes[i].name = f"bone_{k:03d}"
+    if version == 1:
+        gltf.extensions = {"VRMC_vrm": {"specVersion": "1.0", "humanoid": {
+            "humanBones": {c: {"node": node_of[n]} for c, n in mapping.items()}}}}
+        gltf.extensionsUsed = ["VRMC_vrm"]
+    else:
+        thumbs = {"ThumbMetacarpal": "ThumbProximal", "ThumbProximal": "ThumbIntermediate"}
+        bones = []
+        for c, n in mapping.items():
+            for new, old in thumbs.items():
+                if c.endswith(new):
+                    c = c[: -len(new)] + old
+                    break
+            bones.append({"bone": c, "node": node_of[n]})
+        gltf.extensions = {"VRM": {"specVersion": "0.0", "humanoid": {"humanBones": bones}}}
+        gltf.extensionsUsed = ["VRM"]
+        scene_roots = gltf.scenes[gltf.scene or 0].nodes
+        for r in scene_roots:  # half turn about glTF's up axis (Y): quaternion (x, y, z, w)
+            gltf.nodes[r].rotation = [0.0, 1.0, 0.0, 0.0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gltf.save_binary(str(out))
+    return out
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_vrm_humanoid_table_maps_and_faces_front(default_data, tmp_path, version):
+    from character4d.posemap import coco18_from_joints, keypoint_visibility
+
+    chars, motions = default_data
+    vrm = _as_vrm(chars["dax"], tmp_path / "in" / f"dax-vrm{version}.vrm", version)
+    summary = _render([vrm], [motions["wave"]], tmp_path / "out")
+    assert not summary.failed, summary.failed
+    sample = next(open_samples(tmp_path / "out" / "shards"))
+    assert sample.meta["skeleton"]["character"]["convention"] == f"vrm{version}"
+    check_sample(sample)
+    kp = coco18_from_joints(sample.apose_joints, sample.joint_names)
+    assert keypoint_visibility(kp, sample.cameras.centers[0])[0], "VRM character does not face view 0"
+
+
+def test_depth_and_mask(default_data, tmp_path):
+    chars, motions = default_data
+    cfg = RenderConfig(resolution=64, num_frames=2, num_views=2, fps=5.0, samples=2, depth=True, mask=True)
+    summary = _render([chars["bram"]], [motions["walk"]], tmp_path, cfg)
+    assert not summary.failed, summary.failed
+    sample = next(open_samples(tmp_path / "shards"))
+    names = list(sample.joint_names)
+    for v in range(2):
+        for f in range(2):
+            alpha = sample.frame(v, f)[..., 3]
+            np.testing.assert_array_equal(sample.mask(v, f), alpha >= 128)
+            depth = sample.depth(v, f)
+            assert np.isfinite(depth).sum() > 50
+            assert np.isnan(depth[alpha < 128]).all()
+            # Planar (OpenCV z) depth: the body's surface lies just in front of the hips joint.
+            uv, z = project(sample.joints[f, [names.index("hips")]], sample.cameras.viewmats[v],
+                            sample.cameras.Ks[v])
+            surface = depth[int(uv[0, 1]), int(uv[0, 0])]
+            assert z[0] - 0.35 < surface < z[0], (surface, z[0])
