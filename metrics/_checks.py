@@ -9,9 +9,7 @@ import torch
 _RANGE_TOL = 1e-4
 
 
-def check_tensor(
-    x, name: str, ndim: int, layout: str, channels: int | None = None, max_value: float = 1.0
-) -> None:
+def check_tensor(x, name: str, ndim: int, layout: str, channels: int | None = None, max_value: float = 1.0) -> None:
     """Check that ``x`` is a floating point tensor of ``ndim`` dims with values in [0, max_value].
 
     Args:

@@ -60,7 +60,9 @@ def inception_path(home=None) -> Path:
     return weights_dir(home) / INCEPTION_FILENAME
 
 
-def load_inception(path: str | os.PathLike | None = None, device: torch.device | str | None = None, home=None) -> nn.Module:
+def load_inception(
+    path: str | os.PathLike | None = None, device: torch.device | str | None = None, home=None
+) -> nn.Module:
     """Load the FID Inception-v3 feature extractor from a TorchScript file.
 
     Args:

@@ -256,7 +256,7 @@ def check_videos(videos, name: str) -> None:
 
 
 def _resize_bilinear_tf1(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """TF1 ``resize_bilinear(align_corners=False, half_pixel_centers=False)``: ``[M, C, H, W] -> [M, C, size, size]``."""
+    """TF1 ``resize_bilinear`` (align_corners and half_pixel_centers False): ``[M, C, H, W] -> [M, C, size, size]``."""
     for dim in (2, 3):
         n_in = frames.shape[dim]
         pos = torch.arange(size, dtype=torch.float64, device=frames.device) * (n_in / size)
@@ -360,7 +360,9 @@ def fvd(
         from metrics.i3d import load_i3d
 
         model = load_i3d(device=preds.device)
-    return frechet_distance(i3d_features(preds, model, config, batch_size), i3d_features(target, model, config, batch_size))
+    return frechet_distance(
+        i3d_features(preds, model, config, batch_size), i3d_features(target, model, config, batch_size)
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,7 +444,9 @@ class FrechetMetric(Metric):
 
     def compute(self) -> torch.Tensor:
         """The Frechet distance between predictions and targets (float64 scalar tensor)."""
-        return torch.tensor(frechet_distance_from_moments(*self._moments("fake"), *self._moments("real")), dtype=torch.float64)
+        return torch.tensor(
+            frechet_distance_from_moments(*self._moments("fake"), *self._moments("real")), dtype=torch.float64
+        )
 
     def compute_interval(self, num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> FrechetInterval:
         """Bootstrap interval over the kept per-sample features (needs ``keep_features=True``).

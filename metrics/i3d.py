@@ -238,8 +238,10 @@ def check_i3d_input(videos: torch.Tensor) -> None:
         ValueError: wrong shape.
     """
     if not isinstance(videos, torch.Tensor) or not videos.is_floating_point():
-        raise TypeError(f"videos: expected a floating point torch.Tensor, got {type(videos).__name__} "
-                        f"{getattr(videos, 'dtype', '')}")
+        raise TypeError(
+            f"videos: expected a floating point torch.Tensor, got {type(videos).__name__} "
+            f"{getattr(videos, 'dtype', '')}"
+        )
     if videos.ndim != 5 or videos.shape[1] != 3 or tuple(videos.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
         raise ValueError(f"videos: expected shape [N, 3, T, {INPUT_SIZE}, {INPUT_SIZE}], got {list(videos.shape)}")
     if videos.shape[2] < MIN_FRAMES:

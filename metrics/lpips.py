@@ -218,9 +218,9 @@ def lpips(
         model = load_lpips(net, device=preds.device)
     param = next(model.parameters())
     with torch.no_grad():
-        return model(
-            (preds * 2 - 1).to(param.device, param.dtype), (target * 2 - 1).to(param.device, param.dtype)
-        ).to(preds.device)
+        return model((preds * 2 - 1).to(param.device, param.dtype), (target * 2 - 1).to(param.device, param.dtype)).to(
+            preds.device
+        )
 
 
 class LPIPS(Metric):

@@ -82,9 +82,7 @@ def ssim(preds: torch.Tensor, target: torch.Tensor, config: SSIMConfig = SSIMCon
     """
     check_image_pair(preds, target, max_value=config.data_range)
     if min(preds.shape[-2:]) < config.kernel_size:
-        raise ValueError(
-            f"preds: expected H and W >= kernel_size {config.kernel_size}, got {list(preds.shape[-2:])}"
-        )
+        raise ValueError(f"preds: expected H and W >= kernel_size {config.kernel_size}, got {list(preds.shape[-2:])}")
     # float64: the variances come from E[x^2] - E[x]^2, whose float32 round-off (~1e-7 for values near
     # 1) is not small against C2 = 9e-4 and moves SSIM by ~1e-4; float64 makes it negligible.
     dtype = torch.float64

