@@ -1,0 +1,118 @@
+"""Numpy-only checks of the embedded default motions, the BVH writer/reader and the render config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from character4d.bvh import WORLD_TO_BVH, euler_zxy, matrix_zxy, read_bvh
+from character4d.config import RenderConfig
+from character4d.default_data import CHARACTERS, MOTIONS, ensure_default_motions, motion_to_bvh, template_skeleton
+from character4d.retarget import axis_angle
+from character4d.skeleton import map_skeleton
+
+
+def fk(motion, frame: int) -> dict[str, np.ndarray]:
+    """Forward kinematics of a parsed BVH (file axes/units), independent of the writer's code."""
+    ch = motion.channels[frame]
+    pos = {}
+    glob = {}
+    k = 0
+    for j, name in enumerate(motion.names):
+        p = motion.parents[j]
+        if p < 0:
+            root = ch[0:3]
+            k = 3
+        rot = matrix_zxy(ch[k:k + 3])
+        k += 3
+        if p < 0:
+            glob[j] = rot
+            pos[name] = root
+        else:
+            glob[j] = glob[p] @ rot
+            pos[name] = pos[motion.names[p]] + glob[p] @ motion.offsets[j]
+    return pos
+
+
+def test_euler_zxy_round_trip():
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-80, 80, size=(50, 3))
+    np.testing.assert_allclose(euler_zxy(matrix_zxy(angles)), angles, atol=1e-9)
+
+
+def test_world_to_bvh_is_a_rotation_facing_plus_z():
+    assert np.linalg.det(WORLD_TO_BVH) == pytest.approx(1.0)
+    np.testing.assert_allclose(WORLD_TO_BVH @ [0, -1, 0], [0, 0, 1])  # facing -Y -> BVH facing +Z
+    np.testing.assert_allclose(WORLD_TO_BVH @ [0, 0, 1], [0, 1, 0])   # Z up -> Y up
+
+
+def test_default_motions_are_deterministic_and_mixamo_named(tmp_path):
+    a = ensure_default_motions(tmp_path / "a")
+    b = ensure_default_motions(tmp_path / "b")
+    assert [p.stem for p in a] == sorted(m.name for m in MOTIONS)
+    for pa, pb in zip(a, b):
+        assert pa.read_bytes() == pb.read_bytes()
+        m = read_bvh(pa)
+        assert map_skeleton(list(m.names), list(m.parents)).convention == "mixamo"
+        assert m.frame_time == pytest.approx(1 / 30, abs=1e-6)
+        assert m.channels.shape[0] > 30
+
+
+def test_walk_swings_the_left_leg_forward_then_back(tmp_path):
+    """The file's joint positions (recomputed by plain FK) show a real gait: feet alternate in front."""
+    path = motion_to_bvh(next(m for m in MOTIONS if m.name == "walk"), tmp_path / "walk.bvh")
+    m = read_bvh(path)
+    forward = np.array([0.0, 0.0, 1.0])  # BVH +Z is the character's front
+    quarter, three_quarters = 7, 22       # 1 s gait cycle at 30 fps
+    d1 = (fk(m, quarter)["LeftFoot"] - fk(m, quarter)["RightFoot"]) @ forward
+    d2 = (fk(m, three_quarters)["LeftFoot"] - fk(m, three_quarters)["RightFoot"]) @ forward
+    assert d1 > 15 and d2 < -15  # centimetres: left foot ahead, then behind
+
+
+def test_wave_raises_the_right_hand_above_the_head(tmp_path):
+    path = motion_to_bvh(next(m for m in MOTIONS if m.name == "wave"), tmp_path / "wave.bvh")
+    pos = fk(read_bvh(path), 10)
+    assert pos["RightHand"][1] > pos["Head"][1]          # BVH +Y is up
+    assert pos["RightHand"][0] < 0 < pos["LeftHand"][0]  # the character's right is -X
+    assert pos["LeftHand"][1] < pos["LeftArm"][1]
+
+
+def test_template_a_pose_lowers_arms():
+    names, _, t = template_skeleton(1.7, "T")
+    _, _, a = template_skeleton(1.7, "A", arm_drop_deg=40)
+    i_arm, i_hand = names.index("LeftArm"), names.index("LeftHand")
+    d = a[i_hand] - a[i_arm]
+    assert np.degrees(np.arctan2(-d[2], d[0])) == pytest.approx(40)
+    np.testing.assert_allclose(t[names.index("Head")], a[names.index("Head")])
+    np.testing.assert_allclose(axis_angle([0, 1, 0], 0) @ t[i_arm], t[i_arm])
+
+
+def test_character_specs_are_distinct_and_one_has_loose_clothing():
+    assert len({c.name for c in CHARACTERS}) == len(CHARACTERS) >= 4
+    assert len({c.height for c in CHARACTERS}) == len(CHARACTERS)
+    assert any(c.clothing for c in CHARACTERS)
+    assert {c.rest for c in CHARACTERS} == {"A", "T"}
+
+
+def test_render_config_validates_and_round_trips():
+    cfg = RenderConfig(resolution=64, engine="workbench")
+    assert RenderConfig.from_json(cfg.to_json()) == cfg
+    assert cfg.effective_samples == 8
+    assert cfg.rig().num_views == 21 and cfg.rig().resolution == 64
+    with pytest.raises(ValueError, match="engine"):
+        RenderConfig(engine="povray")
+    with pytest.raises(ValueError, match="unknown render config keys"):
+        RenderConfig.from_json({"resolutoin": 64})
+    with pytest.raises(ValueError, match="fps"):
+        RenderConfig(fps=0)
+
+
+def test_zip_pairing(tmp_path):
+    from character4d.pipeline import pair_jobs
+
+    chars = [tmp_path / f"{n}.glb" for n in ("a", "b", "c")]
+    motions = [tmp_path / f"{n}.bvh" for n in ("x", "y")]
+    assert len(pair_jobs(chars, motions)) == 6
+    assert [j.key for j in pair_jobs(chars, motions, "zip")] == ["a__x", "b__y", "c__x"]
+    with pytest.raises(ValueError, match="pairing"):
+        pair_jobs(chars, motions, "random")
