@@ -46,28 +46,29 @@ class SetStatistic:
     resamples samples with their clips, paired between prediction and ground truth.
 
     Args:
-        num_features: Feature size D (400 for I3D, 2048 for Inception).
         keep_per_sample: Keep per-sample features for :meth:`interval`.
     """
 
-    def __init__(self, num_features: int, keep_per_sample: bool):
-        from metrics.fvd import FrechetMetric
-
-        class _Features(FrechetMetric):
-            def extract(self, inputs: torch.Tensor, name: str) -> torch.Tensor:
-                return inputs
-
-        self.sums = _Features(num_features)
+    def __init__(self, keep_per_sample: bool):
+        self.sums: Any = None  # built on the first update, when the feature size D is known
         self.keep = keep_per_sample
         self.samples: list[tuple[np.ndarray, np.ndarray]] = []
 
     @property
     def count(self) -> int:
         """Feature vectors pooled per side."""
-        return int(self.sums.real_count)
+        return 0 if self.sums is None else int(self.sums.real_count)
 
     def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Add one sample's features, ``[n, D]`` float64 each (same ``n``)."""
+        if self.sums is None:
+            from metrics.fvd import FrechetMetric
+
+            class _Features(FrechetMetric):
+                def extract(self, inputs: torch.Tensor, name: str) -> torch.Tensor:
+                    return inputs
+
+            self.sums = _Features(real.shape[1])
         self.sums.update(preds=fake, target=real)
         if self.keep:
             self.samples.append((real.double().numpy(), fake.double().numpy()))
@@ -78,6 +79,8 @@ class SetStatistic:
         Raises:
             ValueError: Fewer than 2 feature vectors per side.
         """
+        if self.count < 2:
+            raise ValueError(f"a Frechet distance needs at least 2 feature vectors per side, got {self.count}")
         return float(self.sums.compute())
 
     def interval(self, resamples: int, confidence: float, seed: int) -> Interval:
@@ -343,7 +346,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     suite = build_suite(metric_names, protocol, device, config.weights_home)
     image_fns, features = suite.image, suite.features
     video_variants = tuple(m for m in metric_names if kinds[m] == "video")
-    stats = {m: SetStatistic(400 if kinds[m] == "video" else 2048, config.bootstrap > 0) for m in set_metrics}
+    stats = {m: SetStatistic(config.bootstrap > 0) for m in set_metrics}
 
     timer = _Timer()
     per_sample: list[SampleScores] = []

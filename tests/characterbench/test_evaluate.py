@@ -1,0 +1,223 @@
+"""End-to-end ``characterbench eval`` on tiny data: the ceiling, degraded predictions, FVD plumbing,
+per-cell values against scikit-image, malformed folders, and the real weights when fetched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from characterbench.cli import main
+from characterbench.evaluate import SetStatistic
+from characterbench.groundtruth import index_ground_truth
+from characterbench.protocol import PROTOCOL_V1
+from characterbench.results import load_results
+from tests.characterbench.conftest import KEYS, OVERRIDE, SIZE, SMALL, require_weights
+
+
+def run_eval(pred, gt, out, *extra: str, task: str = "multiview"):
+    """Run the CLI in-process and load its record."""
+    rc = main(["eval", "--pred", str(pred), "--gt", str(gt), "--task", task, "--out", str(out), "--quiet", *OVERRIDE, *extra])
+    assert rc == 0
+    return load_results(out)
+
+
+def test_ground_truth_is_the_ceiling(baselines, gt_shard, tmp_path, capsys):
+    r = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "r.json", "--metrics", "ssim,psnr", "--label", "gt")
+    assert r.metrics["ssim"] == pytest.approx(1.0, abs=1e-12)
+    # Identical images: PSNR is infinite; the protocol caps it per image (psnr_cap_db).
+    assert r.metrics["psnr"] == PROTOCOL_V1.psnr_cap_db == 100.0
+    assert r.sample_count == 2 and [s.key for s in r.per_sample] == list(KEYS)
+    assert r.protocol_version == "characterbench-v1+custom" and r.protocol_fingerprint == SMALL.fingerprint()
+    assert r.gt_manifest_hash == index_ground_truth(gt_shard, SMALL).manifest_hash
+    assert np.asarray(r.grid.values["ssim"]).shape == (9, 9) and r.grid.row_labels == list(PROTOCOL_V1.views)
+    assert r.weights == {} and r.intervals == {} and r.label == "gt"
+    assert r.package_version == "0.1.0" and r.date.endswith("+00:00") and r.device.startswith("cpu")
+    assert r.git_commit is None or len(r.git_commit.split("+")[0]) == 40
+    out = capsys.readouterr().out
+    assert "ssim" in out and "results written to" in out
+
+
+def _composited(rgba: np.ndarray) -> np.ndarray:
+    """Independent numpy compositing on white (float64)."""
+    x = rgba.astype(np.float64) / 255.0
+    if x.shape[2] == 3:
+        return x
+    return x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
+
+
+def test_degraded_predictions_score_worse_and_match_scikit_image(baselines, degraded_pred, gt_shard, tmp_path):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from character4d.format import open_samples
+
+    r = run_eval(degraded_pred, gt_shard, tmp_path / "r.json", "--metrics", "ssim,psnr", "--batch-size", "10")
+    assert r.metrics["ssim"] < 0.9 and r.metrics["psnr"] < 30
+    fv = run_eval(baselines["front-view"], gt_shard, tmp_path / "fv.json", "--metrics", "ssim,psnr", "--workers", "0")
+    assert fv.metrics["ssim"] < 1.0
+    # Headline = mean over samples of per-sample means = mean over cells of the grid.
+    assert r.metrics["ssim"] == pytest.approx(np.mean([s.metrics["ssim"] for s in r.per_sample]))
+    assert r.metrics["ssim"] == pytest.approx(np.mean(r.grid.values["ssim"]))
+    # One cell against scikit-image, from the files (at 32 px the protocol resizes nothing).
+    sample = list(open_samples(gt_shard))[1]
+    i, j = 3, 5
+    v, f = PROTOCOL_V1.views[i], PROTOCOL_V1.frames[j]
+    gt = _composited(sample.frame(v, f))
+    pred = _composited(np.asarray(Image.open(degraded_pred / sample.key / f"view{v:02d}" / f"frame{f:03d}.png")))
+    expected_ssim = structural_similarity(
+        pred, gt, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+    )
+    cell = r.per_sample[1].grid
+    assert cell["ssim"][i][j] == pytest.approx(expected_ssim, abs=1e-6)
+    assert cell["psnr"][i][j] == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=1.0), abs=1e-4)
+
+
+def test_fvd_pipeline_with_a_stand_in_extractor(stand_in_i3d, baselines, degraded_pred, gt_shard, tmp_path):
+    fvd = "fvd_f,fvd_v,fvd_d,fv4d"
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", fvd, "--bootstrap", "20")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", fvd, "--bootstrap", "20")
+    assert same.clip_counts == {"fvd_f": 18, "fvd_v": 18, "fvd_d": 2, "fv4d": 2}
+    for m in fvd.split(","):
+        assert abs(same.metrics[m]) < 1e-6
+        assert worse.metrics[m] > 1e-3
+        iv = worse.intervals[m]
+        assert iv.resamples == 20 and iv.unit == "sample" and iv.low <= iv.high
+    assert same.weights == {"i3d_kinetics400": "stand-in"}
+    assert worse.timing["feature_clips"] == 2 * (9 + 9 + 1 + 1) * 2
+
+
+def test_fvd_pools_clips_over_the_test_set(stand_in_i3d, baselines, gt_shard, tmp_path):
+    """FVD-D from the pipeline equals a direct Frechet distance of the diagonal clips' features."""
+    from character4d.format import open_samples
+    from characterbench import protocol as P
+    from characterbench.predictions import read_prediction
+    from metrics.fvd import frechet_distance
+    from tests.characterbench.conftest import StandInI3D
+
+    pred = baselines["front-view"]
+    r = run_eval(pred, gt_shard, tmp_path / "r.json", "--metrics", "fvd_d", "--bootstrap", "0")
+    model = StandInI3D()
+    real, fake = [], []
+    for sample in open_samples(gt_shard):
+        cells = [(PROTOCOL_V1.views[k], PROTOCOL_V1.frames[k]) for k in range(9)]
+        gt = P.prepare_images([sample.frame(v, f) for v, f in cells], 224, SMALL)
+        pr = P.prepare_images([read_prediction(pred / sample.key / f"view{v:02d}" / f"frame{f:03d}.png") for v, f in cells], 224, SMALL)
+        with torch.no_grad():
+            real.append(model((gt * 2 - 1).permute(1, 0, 2, 3)[None]))
+            fake.append(model((pr * 2 - 1).permute(1, 0, 2, 3)[None]))
+    assert r.metrics["fvd_d"] == pytest.approx(frechet_distance(torch.cat(real), torch.cat(fake)), rel=1e-6)
+
+
+def test_set_statistic_bootstrap_is_paired_over_samples():
+    stat = SetStatistic(keep_per_sample=True)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        x = torch.from_numpy(rng.normal(size=(3, 4)))
+        stat.update(x, x + 1.0)  # a constant shift: every resample gives |shift|^2 = 4
+    assert stat.compute() == pytest.approx(4.0)
+    iv = stat.interval(resamples=30, confidence=0.9, seed=1)
+    assert iv.low == pytest.approx(4.0) and iv.high == pytest.approx(4.0)
+
+
+def test_clip_score_with_a_tiny_clip(tiny_clip_dir, monkeypatch, baselines, degraded_pred, gt_shard, tmp_path):
+    monkeypatch.setenv("CHARACTERBENCH_CLIP", str(tiny_clip_dir))
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", "clip_s")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", "clip_s")
+    assert same.metrics["clip_s"] == pytest.approx(1.0, abs=1e-5)
+    assert worse.metrics["clip_s"] < same.metrics["clip_s"] - 1e-4
+    assert len(same.weights["clip"]) == 64
+
+
+class ScriptedInception(torch.nn.Module):
+    """The call convention of the clean-fid TorchScript Inception (uint8 in, ``return_features``)."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 2).flatten(1)  # [N, 12]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_apose_task_with_fid_stand_in(monkeypatch, baselines, degraded_pred, gt_shard, tmp_path):
+    path = tmp_path / "inception.pt"
+    torch.jit.script(ScriptedInception()).save(str(path))
+    monkeypatch.setenv("CHARACTERBENCH_INCEPTION", str(path))
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", "fid,psnr,ssim", "--bootstrap", "10", task="apose")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", "fid,psnr,ssim", "--bootstrap", "10", task="apose")
+    assert abs(same.metrics["fid"]) < 1e-9 and same.metrics["ssim"] == pytest.approx(1.0)
+    assert worse.metrics["fid"] > 1e-6 and worse.metrics["ssim"] < 0.9
+    assert same.clip_counts == {"fid": 42} and np.asarray(same.grid.values["psnr"]).shape == (21, 1)
+    assert same.grid.col_axis == "apose" and "fid_inception" in same.weights
+
+
+def test_malformed_folder_fails_before_any_metric(gt_pred, gt_shard, tmp_path, capsys):
+    (gt_pred / KEYS[0] / "view00" / "frame000.png").unlink()
+    (gt_pred / KEYS[1] / "view19" / "frame024.png").write_bytes(b"not a png")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--pred", str(gt_pred), "--gt", str(gt_shard), "--out", str(out), "--quiet", "--metrics", "ssim"]) == 1
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err and f"{KEYS[0]}/view00/frame000.png" in err and f"{KEYS[1]}/view19/frame024.png" in err
+    assert not out.exists()
+
+
+def test_usage_errors(baselines, gt_shard, tmp_path, capsys, monkeypatch):
+    args = ["eval", "--pred", str(baselines["ground-truth"]), "--gt", str(gt_shard), "--out", str(tmp_path / "r.json"), "--quiet"]
+    assert main(args + ["--metrics", "ssmi"]) == 1
+    assert "did you mean 'ssim'" in capsys.readouterr().err
+    # Set-level metrics pool over samples: one sample is refused, with the reason.
+    from character4d.format import open_samples
+
+    one = tmp_path / "one.tar"
+    from character4d.format import ShardWriter
+
+    with ShardWriter(one) as w:
+        w.write(next(iter(open_samples(gt_shard))))
+    pred_one = tmp_path / "pred_one"
+    pred_one.mkdir()
+    (pred_one / KEYS[0]).symlink_to(baselines["ground-truth"] / KEYS[0], target_is_directory=True)
+    assert main(["eval", "--pred", str(pred_one), "--gt", str(one), "--out", str(tmp_path / "x.json"), "--quiet", "--metrics", "ssim,fvd_d"]) == 1
+    assert "need at least 2, got 1" in capsys.readouterr().err
+    # Missing weights: the message says how to get them.
+    monkeypatch.setenv("CHARACTERBENCH_HOME", str(tmp_path / "empty-home"))
+    assert main(args + ["--metrics", "lpips"]) == 1
+    assert "characterbench weights fetch" in capsys.readouterr().err
+
+
+@pytest.mark.weights
+def test_lpips_with_published_weights(baselines, degraded_pred, gt_shard, tmp_path):
+    require_weights("lpips_alex")
+    from metrics.weights import weights_status
+
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", "lpips")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", "lpips")
+    assert same.metrics["lpips"] == pytest.approx(0.0, abs=1e-7)
+    assert worse.metrics["lpips"] > 0.01
+    assert same.weights == {"lpips_alex": weights_status(names=["lpips_alex"])["lpips_alex"].sha256}
+
+
+@pytest.mark.weights
+def test_fvd_d_with_published_i3d(baselines, degraded_pred, gt_shard, tmp_path):
+    require_weights("i3d_kinetics400")
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", "fvd_d", "--bootstrap", "0")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", "fvd_d", "--bootstrap", "0")
+    assert abs(same.metrics["fvd_d"]) < 1e-2  # 2 clips in 400-d: round-off of a rank-1 covariance
+    assert worse.metrics["fvd_d"] > 1.0
+    assert same.weights["i3d_kinetics400"] and same.timing["feature_clips"] == 4
+
+
+@pytest.mark.weights
+@pytest.mark.slow
+def test_every_metric_with_published_weights(baselines, degraded_pred, gt_shard, tmp_path):
+    """The full multiview task (CLIP-S aside: no registry ships CLIP): ceiling and degradation."""
+    require_weights("lpips_alex", "i3d_kinetics400")
+    metrics = "ssim,psnr,lpips,fvd_f,fvd_v,fvd_d,fv4d"
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", metrics, "--bootstrap", "10")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", metrics, "--bootstrap", "10")
+    assert same.metrics["ssim"] == pytest.approx(1.0) and same.metrics["lpips"] == pytest.approx(0.0, abs=1e-7)
+    for m in ("fvd_f", "fvd_v", "fvd_d", "fv4d"):
+        assert abs(same.metrics[m]) < 1e-2, m
+        assert worse.metrics[m] > 1.0, m
+    assert worse.metrics["ssim"] < same.metrics["ssim"] and worse.metrics["psnr"] < same.metrics["psnr"]
+    assert worse.metrics["lpips"] > same.metrics["lpips"]
+    json.loads((tmp_path / "b.json").read_text())  # plain JSON, no NaN/Infinity
