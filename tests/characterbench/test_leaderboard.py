@@ -1,0 +1,247 @@
+"""Leaderboards: submit checks, generated Markdown/HTML (parsed, and rendered in headless Chromium
+when it is installed), paper tables kept apart from reproduced rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from characterbench.cli import main
+from characterbench.leaderboard import (
+    NOT_REPRODUCED,
+    Board,
+    SubmissionError,
+    build,
+    load_board,
+    new_board,
+    register_gt,
+    save_board,
+    submit,
+)
+from tests.characterbench.conftest import OVERRIDE
+
+# Numbers of a made-up table, to test the paper-table plumbing; no real paper values here.
+FAKE_PAPER_TABLE = {
+    "paper": "Example et al. (test fixture)",
+    "source": "Table 9",
+    "status": NOT_REPRODUCED,
+    "task": "multiview",
+    "caption": "made-up rows for the test",
+    "rows": [{"method": "MethodA", "metrics": {"psnr": 20.5, "fv4d": 300.0}}, {"method": "MethodB", "metrics": {"psnr": 22.25}}],
+}
+
+
+class Tables(HTMLParser):
+    """Collect every <table>: caption, header texts, and body rows of (text, data-sort) cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.scripts, self._cell, self._caption = [], 0, None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append({"caption": "", "rows": [], "class": attrs.get("class")})
+        elif tag == "caption":
+            self._caption = True
+        elif tag == "tr":
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th"):
+            self._cell = {"text": "", "sort": attrs.get("data-sort"), "tag": tag}
+        elif tag == "script":
+            self.scripts += 1
+
+    def handle_endtag(self, tag):
+        if tag == "caption":
+            self._caption = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1]["rows"][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+        elif self._caption:
+            self.tables[-1]["caption"] += data
+
+
+def parse_tables(text: str) -> Tables:
+    parser = Tables()
+    parser.feed(text)
+    for t in parser.tables:
+        rows = [r for r in t["rows"] if r]
+        t["headers"] = [c["text"].strip() for r in rows if r[0]["tag"] == "th" for c in r]
+        t["rows"] = [[(c["text"].strip(), c["sort"]) for c in r] for r in rows if r[0]["tag"] == "td"]
+    return parser
+
+
+@pytest.fixture(scope="module")
+def board(gt_shard, tmp_path_factory) -> Path:
+    """A board on the tiny ground truth; entries need PSNR only (the others need weights)."""
+    path = tmp_path_factory.mktemp("boards") / "characterbench-v1"
+    new_board(path)
+    register_gt(path, gt_shard, "two fake samples", progress=False)
+    b = load_board(path)
+    save_board(Board(**{**asdict(b), "required_metrics": {"multiview": ["psnr"], "apose": ["psnr"]}}), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def records(baselines, gt_shard, tmp_path_factory) -> dict[str, Path]:
+    """PSNR records under the real protocol v1 (512 px), and one under a modified protocol."""
+    out = tmp_path_factory.mktemp("records")
+    paths = {}
+    for name in ("ground-truth", "front-view", "static-apose"):
+        paths[name] = out / f"{name}.json"
+        args = ["eval", "--pred", str(baselines[name]), "--gt", str(gt_shard), "--metrics", "psnr", "--out", str(paths[name])]
+        assert main(args + ["--quiet", "--label", name]) == 0
+    paths["custom"] = out / "custom.json"
+    args = ["eval", "--pred", str(baselines["front-view"]), "--gt", str(gt_shard), "--metrics", "psnr", "--out", str(paths["custom"])]
+    assert main(args + ["--quiet", *OVERRIDE]) == 0
+    return paths
+
+
+def fresh(board: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(board, tmp_path / board.name))
+
+
+def test_submit_and_build(board, records, tmp_path, capsys):
+    board = fresh(board, tmp_path)
+    (board / "paper").mkdir()
+    (board / "paper" / "example-table9.json").write_text(json.dumps(FAKE_PAPER_TABLE))
+    assert main(["submit", str(records["front-view"]), "--board", str(board), "--url", "https://example.org/a<b>"]) == 0
+    assert main(["submit", str(records["static-apose"]), "--board", str(board), "--name", "Static A-pose"]) == 0
+    assert main(["submit", str(records["ground-truth"]), "--board", str(board), "--no-build"]) == 0
+    assert main(["leaderboard", "build", "--board", str(board)]) == 0
+    assert sorted(p.name for p in (board / "entries").glob("*.json")) == [
+        "multiview--front-view.json", "multiview--ground-truth.json", "multiview--static-a-pose.json"
+    ]
+    entry = json.loads((board / "entries" / "multiview--static-a-pose.json").read_text())
+    assert entry["entry"]["name"] == "Static A-pose" and entry["entry"]["status"] == "reproduced with characterbench"
+
+    md = (board / "README.md").read_text()
+    assert "do not edit" in md and "| Method | N | PSNR ↑ | Date | Commit |" in md
+    assert "[front-view](https://example.org/a<b>)" in md and "| Static A-pose | 2 |" in md
+    assert md.index("Reproduced with characterbench") < md.index("MethodA")  # paper rows in their own section
+    assert "Example et al. (test fixture), Table 9" in md and NOT_REPRODUCED.capitalize() in md
+
+    page = parse_tables((board / "index.html").read_text())
+    assert page.scripts == 1
+    ours, paper = page.tables  # the apose task has no entries: a note, no table
+    assert "(apose): no entries yet." in (board / "index.html").read_text()
+    assert ours["class"] == "board" and ours["headers"] == ["Method", "N", "PSNR ↑", "Date", "Commit"]
+    assert [r[0][0] for r in ours["rows"]] == ["front-view", "ground-truth", "Static A-pose"]
+    psnr = {r[0][0]: float(r[2][1]) for r in ours["rows"]}
+    assert psnr["ground-truth"] == 100.0 and psnr["Static A-pose"] < psnr["front-view"] < 100.0
+    assert all(cell[1] is not None for row in ours["rows"] for cell in row)  # every cell sortable
+    assert paper["headers"] == ["Method", "PSNR ↑", "FV4D ↓", "Source"]
+    assert [(r[0][0], r[-1][0]) for r in paper["rows"]] == [("MethodA", "Table 9"), ("MethodB", "Table 9")]
+    assert paper["rows"][1][2] == ("–", "")  # not reported in that table
+    assert "a&lt;b&gt;" in (board / "index.html").read_text()  # escaped
+
+
+def test_submit_rejects_what_does_not_fit(board, records, gt_folder, tmp_path):
+    board = fresh(board, tmp_path)
+    with pytest.raises(SubmissionError) as err:
+        submit(records["custom"], board)
+    text = "\n".join(err.value.problems)
+    assert "protocol version: expected 'characterbench-v1', got 'characterbench-v1+custom'" in text
+    assert "protocol fingerprint" in text and "name: give --name" in text
+
+    other = fresh(board, tmp_path / "other")
+    b = load_board(other)
+    save_board(Board(**{**asdict(b), "gt_manifest_hash": "sha256:" + "1" * 64, "required_metrics": {"multiview": ["psnr", "fv4d"]}}), other)
+    with pytest.raises(SubmissionError) as err:
+        submit(records["front-view"], other)
+    text = "\n".join(err.value.problems)
+    assert f"ground-truth manifest hash: expected sha256:{'1' * 64}" in text and "missing ['fv4d']" in text
+
+    submit(records["front-view"], board)
+    with pytest.raises(SubmissionError, match="pass --replace"):
+        submit(records["front-view"], board)
+    assert submit(records["front-view"], board, replace=True).exists()
+
+
+def test_unregistered_board_and_hand_edits(board, records, tmp_path, capsys):
+    empty = tmp_path / "new-board"
+    new_board(empty)
+    assert main(["submit", str(records["front-view"]), "--board", str(empty)]) == 1
+    assert "no registered ground truth" in capsys.readouterr().err
+    board = fresh(board, tmp_path)
+    path = submit(records["front-view"], board)
+    data = json.loads(path.read_text())
+    data["metrics"]["psnr"] = 99.0
+    data["gt_manifest_hash"] = "sha256:" + "2" * 64  # a hand edit that moves the entry to another test set
+    path.write_text(json.dumps(data))
+    with pytest.raises(SubmissionError, match="ground-truth manifest hash"):
+        build(board)
+
+
+def test_invalid_paper_table_is_refused(board, tmp_path):
+    board = fresh(board, tmp_path)
+    (board / "paper").mkdir()
+    bad = {**FAKE_PAPER_TABLE, "status": "reproduced"}
+    bad["rows"] = [{"method": "X", "metrics": {"ssim_x": 1.0}}]
+    (board / "paper" / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="status"):
+        build(board)
+
+
+def test_register_gt_refuses_a_different_test_set(board, gt_folder, tmp_path):
+    board = fresh(board, tmp_path)
+    assert register_gt(board, gt_folder, "the same samples as a folder", progress=False).gt_manifest_hash
+    b = load_board(board)
+    save_board(Board(**{**asdict(b), "gt_manifest_hash": "sha256:" + "3" * 64}), board)
+    with pytest.raises(ValueError, match="needs a new board"):
+        register_gt(board, gt_folder, "x", progress=False)
+
+
+def test_repository_board_is_consistent(tmp_path):
+    """The shipped board: pinned protocol, and its generated files are up to date with its data."""
+    from characterbench.leaderboard import DEFAULT_BOARD, render_html, render_markdown
+    from characterbench.protocol import PROTOCOL_V1
+
+    b = load_board(DEFAULT_BOARD)
+    assert (b.protocol_version, b.protocol_fingerprint) == (PROTOCOL_V1.version, PROTOCOL_V1.fingerprint())
+    assert (DEFAULT_BOARD / "README.md").read_text() == render_markdown(DEFAULT_BOARD)
+    assert (DEFAULT_BOARD / "index.html").read_text() == render_html(DEFAULT_BOARD)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _dump_dom(page: Path, tmp_path: Path) -> str:
+    profile = tmp_path / "profile"
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+        "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the HTML is still parsed above")
+def test_page_in_headless_chromium_sorts_by_clicked_column(board, records, tmp_path):
+    board = fresh(board, tmp_path)
+    for name in ("front-view", "ground-truth", "static-apose"):
+        submit(records[name], board)
+    build(board)
+    # As rendered (script run, nothing clicked): the table is there, in file order.
+    rendered = parse_tables(_dump_dom(board / "index.html", tmp_path))
+    assert [r[0][0] for r in rendered.tables[0]["rows"]] == ["front-view", "ground-truth", "static-apose"]
+    # Click "PSNR" twice (ascending, then descending) through the page's own script.
+    clicked = board / "clicked.html"
+    clicked.write_text(
+        (board / "index.html").read_text().replace(
+            "</body>",
+            "<script>var th = document.querySelectorAll('table.board')[0].tHead.rows[0].cells[2]; th.click(); th.click();</script></body>",
+        )
+    )
+    after = parse_tables(_dump_dom(clicked, tmp_path))
+    assert [r[0][0] for r in after.tables[0]["rows"]] == ["ground-truth", "front-view", "static-apose"]
