@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 weights: setup
 	$(BIN)/characterbench weights fetch
 
-demo: setup
-	bash scripts/demo.sh $(DEMO_OUT)
+demo: setup weights
+	$(BIN)/python scripts/demo.py $(DEMO_OUT)
 
 test: setup weights
 	bash scripts/ci_extras.sh
