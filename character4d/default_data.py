@@ -19,7 +19,7 @@ from character4d.bvh import BvhSkeleton, write_bvh
 from character4d.retarget import axis_angle
 
 # Bump when the generated files change, so caches are rebuilt instead of silently reused.
-DATA_VERSION = "v2"
+DATA_VERSION = "v4"
 
 X, Y, Z = np.eye(3)
 

@@ -161,7 +161,8 @@ def build_character(spec: CharacterSpec):
     head_r = np.array([0.06, 0.065, 0.075]) * h * hs
     b.ellipsoid(hc, head_r, up, "skin", lambda p: {"Head": 1.0}, segments=(24, 16))
     for side in (-1, 1):
-        b.ellipsoid(hc + np.array([side * 0.024, -0.055, 0.012]) * h * hs, np.full(3, 0.011 * h * hs), up,
+        # Set into the face so they read from the front but do not stick out of the profile.
+        b.ellipsoid(hc + np.array([side * 0.022, -0.058, 0.012]) * h * hs, np.array([0.010, 0.006, 0.011]) * h * hs, up,
                     "eyes", lambda p: {"Head": 1.0}, segments=(10, 6))
     b.ellipsoid(hc + np.array([0, -0.064, -0.008]) * h * hs, np.array([0.009, 0.012, 0.014]) * h * hs, up,
                 "skin", lambda p: {"Head": 1.0}, segments=(10, 6))
