@@ -25,12 +25,12 @@ import torch
 
 import characterbench
 from characterbench import protocol as P
-from characterbench.groundtruth import GroundTruthError, index_ground_truth, iter_ground_truth
-from characterbench.predictions import read_prediction, validate_predictions
 from characterbench.config import EvalConfig
+from characterbench.groundtruth import GroundTruthError, GroundTruthIndex, index_ground_truth, iter_ground_truth
+from characterbench.predictions import PredictionIndex, read_prediction, validate_predictions
 from characterbench.protocol import Protocol
 from characterbench.results import Grid, Interval, Results, SampleScores
-from characterbench.scorers import build_suite, describe_device, resolve_device
+from characterbench.scorers import MetricSuite, build_suite, describe_device, resolve_device
 from characterbench.tasks import METRICS, resolve_metrics
 
 
@@ -104,7 +104,9 @@ class SetStatistic:
 
 
 @dataclass
-class _Timer:
+class FeatureTimer:
+    """Time spent in the feature extractor (I3D or Inception) and the clips/images it saw."""
+
     feature_s: float = 0.0
     clips: int = 0
 
@@ -178,7 +180,7 @@ def _image_scores(fns: Mapping[str, Callable], gt: torch.Tensor, pr: torch.Tenso
     return {m: fn(p, g).cpu().numpy() for m, fn in fns.items()}
 
 
-def _timed_features(fn: Callable, x: torch.Tensor, batch: int, timer: _Timer) -> torch.Tensor:
+def _timed_features(fn: Callable, x: torch.Tensor, batch: int, timer: FeatureTimer) -> torch.Tensor:
     t0 = time.perf_counter()
     out = fn(x, batch)
     timer.feature_s += time.perf_counter() - t0
@@ -194,7 +196,7 @@ def score_multiview_sample(
     features: Callable | None,
     batch_size: int,
     device: torch.device,
-    timer: _Timer | None = None,
+    timer: FeatureTimer | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Score one sample of the multiview task.
 
@@ -212,7 +214,7 @@ def score_multiview_sample(
         ``(grids, feats)``: ``grids[metric]`` ``[V, F]`` per-cell values; ``feats[variant]`` the
         ``(real, fake)`` I3D features ``[clips, 400]`` float64.
     """
-    timer = timer or _Timer()
+    timer = timer or FeatureTimer()
     cells = protocol.cells()
     v, f = protocol.matrix_shape
     r = protocol.fvd_resolution
@@ -248,7 +250,7 @@ def score_apose_sample(
     features: Callable | None,
     batch_size: int,
     device: torch.device,
-    timer: _Timer | None = None,
+    timer: FeatureTimer | None = None,
 ) -> tuple[dict[str, np.ndarray], tuple[torch.Tensor, torch.Tensor] | None]:
     """Score one sample of the A-pose task.
 
@@ -266,7 +268,7 @@ def score_apose_sample(
         ``(grids, feats)``: ``grids[metric]`` ``[num_apose_views, 1]``; ``feats`` the ``(real, fake)``
         FID features ``[views, D]`` or None.
     """
-    timer = timer or _Timer()
+    timer = timer or FeatureTimer()
     cells = sample.cells
     grids = {m: np.empty(len(cells)) for m in image_fns}
     real, fake = [], []
@@ -308,6 +310,71 @@ def git_commit(path: str | Path | None = None) -> str | None:
 # --------------------------------------------------------------------------- evaluation
 
 
+def score_samples(
+    config: EvalConfig,
+    gt_index: GroundTruthIndex,
+    pred_index: PredictionIndex,
+    suite: MetricSuite,
+    stats: dict[str, SetStatistic],
+    device: torch.device,
+    timer: FeatureTimer,
+    progress: bool,
+) -> list[SampleScores]:
+    """Stream the ground truth a second time and score every sample.
+
+    Images of the next sample are decoded on ``config.workers`` threads while the current one is
+    scored. Set-level features go into ``stats``; per-image values are returned.
+
+    Returns:
+        One :class:`SampleScores` per sample, in ``gt_index`` order.
+
+    Raises:
+        GroundTruthError: The ground truth differs from ``gt_index`` (changed during the run).
+    """
+    from tqdm import tqdm
+
+    protocol = config.protocol
+    kinds = {m: METRICS[m].kind for m in stats}
+    video_variants = tuple(m for m, k in kinds.items() if k == "video")
+    cells = protocol.cells() if config.task == "multiview" else [(v,) for v in protocol.apose_views]
+    expected = list(gt_index.keys)
+
+    def checked(samples: Iterator[Any]) -> Iterator[Any]:
+        for i, sample in enumerate(samples):
+            if i >= len(expected) or sample.key != expected[i]:
+                raise GroundTruthError(f"ground truth {config.gt} changed during the evaluation (sample {i} is {sample.key!r})")
+            yield sample
+
+    per_sample: list[SampleScores] = []
+    pool = ThreadPoolExecutor(config.workers, thread_name_prefix="characterbench-decode") if config.workers else _Inline()
+    try:
+        stream = prefetch(checked(iter_ground_truth(config.gt)), pred_index.files, cells, pool)
+        for pending in tqdm(stream, total=len(expected), desc=f"eval {config.task}", unit="sample", disable=not progress):
+            if config.task == "multiview":
+                grids, feats = score_multiview_sample(
+                    pending, protocol, suite.image, video_variants, suite.features, config.batch_size, device, timer
+                )
+            else:
+                features = suite.features if "fid" in stats else None
+                grids, fid_feats = score_apose_sample(pending, protocol, suite.image, features, config.batch_size, device, timer)
+                feats = {"fid": fid_feats} if fid_feats is not None else {}
+            for m, (real, fake) in feats.items():
+                stats[m].update(real, fake)
+            per_sample.append(
+                SampleScores(
+                    key=pending.key,
+                    metrics={m: float(g.mean()) for m, g in grids.items()},
+                    grid={m: g.tolist() for m, g in grids.items()},
+                )
+            )
+    finally:
+        if isinstance(pool, ThreadPoolExecutor):
+            pool.shutdown(wait=True, cancel_futures=True)
+    if len(per_sample) != len(expected):
+        raise GroundTruthError(f"ground truth {config.gt} changed during the evaluation ({len(per_sample)} samples on the second pass)")
+    return per_sample
+
+
 def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     """Run an evaluation.
 
@@ -326,8 +393,6 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         ValueError: A set-level metric (FVD, FID) on fewer than 2 samples; a bad device.
         metrics.weights.WeightsNotFoundError: Weights not fetched.
     """
-    from tqdm import tqdm
-
     protocol = config.protocol
     metric_names = resolve_metrics(config.task, config.metrics)
     device = resolve_device(config.device)
@@ -344,47 +409,11 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         )
 
     suite = build_suite(metric_names, protocol, device, config.weights_home)
-    image_fns, features = suite.image, suite.features
-    video_variants = tuple(m for m in metric_names if kinds[m] == "video")
     stats = {m: SetStatistic(config.bootstrap > 0) for m in set_metrics}
 
-    timer = _Timer()
-    per_sample: list[SampleScores] = []
+    timer = FeatureTimer()
     t_scoring = time.perf_counter()
-    cells = protocol.cells() if config.task == "multiview" else [(v,) for v in protocol.apose_views]
-    expected_keys = [s.key for s in gt_index.samples]
-
-    def checked(samples: Iterator[Any]) -> Iterator[Any]:
-        for i, sample in enumerate(samples):
-            if i >= len(expected_keys) or sample.key != expected_keys[i]:
-                raise GroundTruthError(f"ground truth {config.gt} changed during the evaluation (sample {i} is {sample.key!r})")
-            yield sample
-
-    pool = ThreadPoolExecutor(config.workers, thread_name_prefix="characterbench-decode") if config.workers else _Inline()
-    try:
-        stream = prefetch(checked(iter_ground_truth(config.gt)), pred_index.files, cells, pool)
-        for pending in tqdm(stream, total=len(expected_keys), desc=f"eval {config.task}", unit="sample", disable=not progress):
-            if config.task == "multiview":
-                grids, feats = score_multiview_sample(
-                    pending, protocol, image_fns, video_variants, features, config.batch_size, device, timer
-                )
-            else:
-                grids, fid_feats = score_apose_sample(pending, protocol, image_fns, features, config.batch_size, device, timer)
-                feats = {"fid": fid_feats} if fid_feats is not None else {}
-            for m, (real, fake) in feats.items():
-                stats[m].update(real, fake)
-            per_sample.append(
-                SampleScores(
-                    key=pending.key,
-                    metrics={m: float(g.mean()) for m, g in grids.items()},
-                    grid={m: g.tolist() for m, g in grids.items()},
-                )
-            )
-    finally:
-        if isinstance(pool, ThreadPoolExecutor):
-            pool.shutdown(wait=True, cancel_futures=True)
-    if len(per_sample) != len(gt_index.samples):
-        raise GroundTruthError(f"ground truth {config.gt} changed during the evaluation ({len(per_sample)} samples on the second pass)")
+    per_sample = score_samples(config, gt_index, pred_index, suite, stats, device, timer, progress)
     t_end = time.perf_counter()
 
     values: dict[str, float] = {}

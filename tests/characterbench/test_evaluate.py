@@ -77,14 +77,14 @@ def test_degraded_predictions_score_worse_and_match_scikit_image(baselines, degr
 
 def test_fvd_pipeline_with_a_stand_in_extractor(stand_in_i3d, baselines, degraded_pred, gt_shard, tmp_path):
     fvd = "fvd_f,fvd_v,fvd_d,fv4d"
-    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", fvd, "--bootstrap", "20")
-    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", fvd, "--bootstrap", "20")
+    same = run_eval(baselines["ground-truth"], gt_shard, tmp_path / "a.json", "--metrics", fvd, "--bootstrap", "5")
+    worse = run_eval(degraded_pred, gt_shard, tmp_path / "b.json", "--metrics", fvd, "--bootstrap", "5")
     assert same.clip_counts == {"fvd_f": 18, "fvd_v": 18, "fvd_d": 2, "fv4d": 2}
     for m in fvd.split(","):
         assert abs(same.metrics[m]) < 1e-6
         assert worse.metrics[m] > 1e-3
         iv = worse.intervals[m]
-        assert iv.resamples == 20 and iv.unit == "sample" and iv.low <= iv.high
+        assert iv.resamples == 5 and iv.unit == "sample" and iv.low <= iv.high
     assert same.weights == {"i3d_kinetics400": "stand-in"}
     assert worse.timing["feature_clips"] == 2 * (9 + 9 + 1 + 1) * 2
 
