@@ -300,15 +300,24 @@ def entries_frame(entries: list[Results], task: str):
     return frame.reset_index(drop=True)
 
 
+def _as_printed(value: float | None) -> str | None:
+    return None if value is None else repr(value)
+
+
 def paper_frame(table: dict[str, Any]):
     """A pandas DataFrame of one paper table (columns: Method, metrics, Source)."""
     import pandas as pd
 
     metrics = [m for m in METRICS if any(m in row["metrics"] for row in table["rows"])]
-    records = [
-        {"Method": row["method"], **{_column(m): row["metrics"].get(m, math.nan) for m in metrics}, "Source": table["source"]}
-        for row in table["rows"]
-    ]
+    with_notes = any(row.get("notes") for row in table["rows"])
+    records = []
+    for row in table["rows"]:
+        # As transcribed (shortest repr: 0.873, 1639.02), not re-rounded like our own rows.
+        rec = {"Method": row["method"], **{_column(m): _as_printed(row["metrics"].get(m)) for m in metrics}}
+        rec["Source"] = table["source"].split(",")[0]
+        if with_notes:
+            rec["Notes"] = row.get("notes", "")
+        records.append(rec)
     return pd.DataFrame.from_records(records)
 
 
@@ -353,6 +362,14 @@ document.querySelectorAll("table.board").forEach(function (table) {
 """
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _html_table(frame, caption: str) -> str:
     if frame.empty:
         return f"<p><em>{html.escape(caption)}: no entries yet.</em></p>\n"
@@ -368,7 +385,9 @@ def _html_table(frame, caption: str) -> str:
             text = html.escape(_fmt(value))
             if c == "Method" and "URL" in frame.columns and isinstance(row["URL"], str) and row["URL"]:
                 text = f'<a href="{html.escape(row["URL"], quote=True)}">{text}</a>'
-            out.append(f'<td data-sort="{html.escape(sort, quote=True)}">{text}</td>')
+            numeric = isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value))
+            cls = ' class="num"' if numeric and c not in ("Method", "Date", "Commit") else ""
+            out.append(f'<td{cls} data-sort="{html.escape(sort, quote=True)}">{text}</td>')
         out.append("</tr>")
     out.append("</tbody></table>\n")
     return "\n".join(out)
@@ -382,7 +401,7 @@ def _sections(board_dir: str | Path) -> tuple[Board, list[tuple[str, Any, str]],
         for t in board.required_metrics
     ]
     paper = [
-        (f"{tb['paper']}, {tb['source']}: {tb.get('caption', '')}".rstrip(": "), paper_frame(tb), tb["task"])
+        (f"{tb['paper']}, {tb['source'].split(',')[0]}: {tb.get('caption', '')}".rstrip(": "), paper_frame(tb), tb)
         for tb in load_paper_tables(board_dir)
     ]
     return board, ours, paper
@@ -409,12 +428,14 @@ def render_markdown(board_dir: str | Path) -> str:
     lines += ["## Reported in papers, not reproduced", ""]
     if not paper:
         lines.append("_No paper tables transcribed yet (see `paper/README.md`)._\n")
-    for title, frame, task in paper:
+    for title, frame, table in paper:
         lines += [
             f"### {title}",
             "",
-            f"Task `{task}`. {NOT_REPRODUCED.capitalize()}: computed by the authors with their own code and data,",
+            f"Task `{table['task']}`. {NOT_REPRODUCED.capitalize()}: computed by the authors with their own code and data,",
             "not comparable with the rows above.",
+            f"Source: {table['source']}.",
+            *([f"Notes: {table['notes']}"] if table.get("notes") else []),
             "",
             _markdown_table(frame),
         ]
@@ -437,12 +458,17 @@ def render_html(board_dir: str | Path) -> str:
     body.append("<h2>Reported in papers, not reproduced</h2>")
     if not paper:
         body.append("<p><em>No paper tables transcribed yet.</em></p>")
-    for title, frame, task in paper:
-        body.append(f"<p>Task <code>{task}</code>. {NOT_REPRODUCED.capitalize()}: not comparable with the rows above.</p>")
+    for title, frame, table in paper:
+        body.append(
+            f"<p>Task <code>{html.escape(table['task'])}</code>. {NOT_REPRODUCED.capitalize()}: not comparable with the "
+            f"rows above. Source: {html.escape(table['source'])}.</p>"
+        )
+        if table.get("notes"):
+            body.append(f"<p><small>Notes: {html.escape(table['notes'])}</small></p>")
         body.append(_html_table(frame, title))
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}td.num{text-align:right}"
         "caption{text-align:left;font-weight:bold;padding:.3em 0}th[aria-sort=ascending]::after{content:' ▲'}"
         "th[aria-sort=descending]::after{content:' ▼'}"
     )
