@@ -10,6 +10,7 @@ interval, which resamples samples, not clips, because a sample's clips are not i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import subprocess
@@ -375,6 +376,19 @@ def score_samples(
     return per_sample
 
 
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Turn TF32 off while scoring: cuDNN convolutions default to TF32 on Ampere/Hopper GPUs, which
+    moves I3D logits and LPIPS by ~1e-3 relative; benchmark numbers must not depend on the GPU model.
+    The previous settings are restored afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     """Run an evaluation.
 
@@ -413,7 +427,8 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
 
     timer = FeatureTimer()
     t_scoring = time.perf_counter()
-    per_sample = score_samples(config, gt_index, pred_index, suite, stats, device, timer, progress)
+    with full_float32():
+        per_sample = score_samples(config, gt_index, pred_index, suite, stats, device, timer, progress)
     t_end = time.perf_counter()
 
     values: dict[str, float] = {}
