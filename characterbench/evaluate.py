@@ -128,11 +128,16 @@ class PendingSample:
     gt: list[Future]
     pred: list[Future]
 
-    def batch(self, start: int, stop: int, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
-        """Composited full-resolution ground truth and prediction ``[n, 3, H, W]`` of cells ``start:stop``."""
+    def batch(self, start: int, stop: int, protocol: Protocol, device: torch.device | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Composited full-resolution ground truth and prediction ``[n, 3, H, W]`` of cells ``start:stop``.
+
+        Images move to ``device`` as uint8 and are composited there (and resized there by the
+        callers): on a GPU this keeps the CPU free for PNG decoding, the bottleneck.
+        """
 
         def stack(futures: list[Future]) -> torch.Tensor:
-            rgba = torch.stack([P.rgba_to_tensor(f.result()) for f in futures])
+            rgba = torch.stack([P.rgba_to_tensor(f.result(), device) for f in futures])
             return P.composite(rgba, protocol.background)
 
         return stack(self.gt[start:stop]), stack(self.pred[start:stop])
@@ -221,11 +226,11 @@ def score_multiview_sample(
     r = protocol.fvd_resolution
     grids = {m: np.empty(len(cells)) for m in image_fns}
     if video_variants:
-        real_m = torch.empty(len(cells), 3, r, r)
-        fake_m = torch.empty(len(cells), 3, r, r)
+        real_m = torch.empty(len(cells), 3, r, r, device=device)
+        fake_m = torch.empty(len(cells), 3, r, r, device=device)
     for start in range(0, len(cells), batch_size):
         chunk = cells[start : start + batch_size]
-        gt, pr = sample.batch(start, start + len(chunk), protocol)
+        gt, pr = sample.batch(start, start + len(chunk), protocol, device)
         for m, values in _image_scores(image_fns, gt, pr, protocol, device).items():
             grids[m][start : start + len(chunk)] = values
         if video_variants:
@@ -275,7 +280,7 @@ def score_apose_sample(
     real, fake = [], []
     for start in range(0, len(cells), batch_size):
         chunk = cells[start : start + batch_size]
-        gt, pr = sample.batch(start, start + len(chunk), protocol)
+        gt, pr = sample.batch(start, start + len(chunk), protocol, device)
         for m, values in _image_scores(image_fns, gt, pr, protocol, device).items():
             grids[m][start : start + len(chunk)] = values
         if features is not None:
