@@ -354,7 +354,7 @@ def score_samples(
     per_sample: list[SampleScores] = []
     pool = ThreadPoolExecutor(config.workers, thread_name_prefix="characterbench-decode") if config.workers else _Inline()
     try:
-        stream = prefetch(checked(iter_ground_truth(config.gt)), pred_index.files, cells, pool)
+        stream = prefetch(checked(iter_ground_truth(config.gt, validate=False)), pred_index.files, cells, pool)
         for pending in tqdm(stream, total=len(expected), desc=f"eval {config.task}", unit="sample", disable=not progress):
             if config.task == "multiview":
                 grids, feats = score_multiview_sample(

@@ -64,11 +64,13 @@ class GroundTruthIndex:
         return tuple(s.key for s in self.samples)
 
 
-def iter_ground_truth(path: str | Path) -> Iterator[Any]:
+def iter_ground_truth(path: str | Path, validate: bool = True) -> Iterator[Any]:
     """Stream ground-truth samples (``character4d.format.Sample``) in ``open_samples``' order.
 
     Args:
         path: A ``.tar`` shard, a folder of shards, a folder-export root or one sample folder.
+        validate: Check every sample against the format contract (the indexing pass does; a later
+            pass over the same, already indexed data need not open every image header again).
 
     Returns:
         An iterator over samples; images are decoded on access only.
@@ -80,7 +82,7 @@ def iter_ground_truth(path: str | Path) -> Iterator[Any]:
 
     if not Path(path).exists():
         raise FileNotFoundError(f"ground truth {path} does not exist (expected character4d shards or a folder export)")
-    return iter(open_samples(path))
+    return iter(open_samples(path, validate=validate))
 
 
 def _image_size(sample: Any, name: str, decode: Any) -> tuple[int, int]:
