@@ -63,13 +63,25 @@ def _protocol(overrides: list[tuple[str, Any]] | None):
 def cmd_eval(args: argparse.Namespace) -> int:
     from characterbench.config import EvalConfig
     from characterbench.evaluate import evaluate
+    from characterbench.tasks import get_task
+    from metrics.weights import WeightsNotFoundError
 
     config = EvalConfig(
         pred=args.pred, gt=args.gt, task=args.task, metrics=tuple(args.metrics.split(",")) if args.metrics else None,
         device=args.device, batch_size=args.batch_size, workers=args.workers, bootstrap=args.bootstrap, seed=args.seed,
         label=args.label, weights_home=args.weights_home, protocol=_protocol(args.override),
     )
-    results = evaluate(config, progress=not args.quiet)
+    try:
+        results = evaluate(config, progress=not args.quiet)
+    except WeightsNotFoundError as exc:
+        if args.metrics:
+            raise
+        # The default selection includes CLIP-S / FID, whose weights ship in no package registry.
+        fetchable = [m for m in get_task(args.task).metrics if m not in ("clip_s", "fid")]
+        raise WeightsNotFoundError(
+            f"{exc}\nTo score only the metrics whose weights `characterbench weights fetch` provides: "
+            f"--metrics {','.join(fetchable)}"
+        ) from exc
     out = results.save(args.out)
     for metric, value in results.metrics.items():
         iv = results.intervals.get(metric)
