@@ -86,25 +86,6 @@ def degraded_pred(baselines, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory) -> Path:
-    """A tiny randomly initialised CLIPModel (32 x 32 images) saved with ``save_pretrained``."""
-    from transformers import CLIPConfig, CLIPModel
-
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=99, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-        ),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_clip")
-    CLIPModel(config).save_pretrained(path)
-    return path
-
 
 class StandInI3D(torch.nn.Module):
     """A cheap stand-in for I3D with its interface (``[N, 3, T, 224, 224]`` in [-1, 1] -> ``[N, 400]``).
