@@ -62,6 +62,10 @@ def setup_scene(cfg: RenderConfig):
     r.image_settings.color_mode = "RGBA"
     r.image_settings.color_depth = "8"
     r.image_settings.compression = 15  # speed over size; shards are compressed PNG anyway
+    # Fewer metadata fields in the PNGs; strip_png_metadata removes the rest after each render.
+    for flag in dir(r):
+        if flag.startswith("use_stamp"):
+            setattr(r, flag, False)
     scene.view_settings.view_transform = "Standard"  # keeps base colours as authored
     scene.view_settings.look = "None"
 
@@ -123,6 +127,40 @@ def setup_scene(cfg: RenderConfig):
         shading.shadow_intensity = 0.35
         scene.display.render_aa = str(samples) if str(samples) in ("5", "8", "11", "16", "32") else "8"
     return cam
+
+
+# PNG chunks that carry no pixels: Blender writes render time, date and statistics into tEXt chunks.
+_PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf", b"pHYs"}
+
+
+def strip_png_metadata(data: bytes) -> bytes:
+    """Drop the metadata chunks of a PNG (render time, date...), keeping the image chunks untouched.
+
+    Same inputs must give the same bytes, or shard hashes (and the benchmark's ground-truth manifest
+    hash) would change with every render; Cycles writes its timings into every PNG whatever the stamp
+    settings say.
+
+    Args:
+        data: a PNG file.
+
+    Returns:
+        The PNG without tEXt/zTXt/iTXt/tIME/eXIf/pHYs chunks.
+
+    Raises:
+        ValueError: if ``data`` is not a PNG.
+    """
+    import struct
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("strip_png_metadata: not a PNG file")
+    out, pos = [data[:8]], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        end = pos + 12 + length
+        if data[pos + 4 : pos + 8] not in _PNG_METADATA_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+    return b"".join(out)
 
 
 def setup_depth_output(folder: Path):
@@ -220,6 +258,7 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
         _set_border(scene, uv, cameras.width)
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
+        path.write_bytes(strip_png_metadata(path.read_bytes()))
         if depth is not None:
             depth[1](v).write_bytes(fmt.encode_depth(read_depth(depth[0], path)))
         if on_image is not None:

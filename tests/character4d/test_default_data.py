@@ -116,3 +116,24 @@ def test_zip_pairing(tmp_path):
     assert [j.key for j in pair_jobs(chars, motions, "zip")] == ["a__x", "b__y", "c__x"]
     with pytest.raises(ValueError, match="pairing"):
         pair_jobs(chars, motions, "random")
+
+
+def test_strip_png_metadata_keeps_pixels_and_drops_text():
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from character4d.blender.render import strip_png_metadata
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("RenderTime", "00:00.67")
+    info.add_text("Date", "2026/11/21 05:51:15")
+    img = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    stripped = strip_png_metadata(buf.getvalue())
+    back = Image.open(io.BytesIO(stripped))
+    assert "RenderTime" not in back.info and "Date" not in back.info
+    np.testing.assert_array_equal(np.asarray(back), np.asarray(img))
+    with pytest.raises(ValueError, match="not a PNG"):
+        strip_png_metadata(b"GIF89a")

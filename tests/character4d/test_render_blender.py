@@ -268,3 +268,63 @@ def test_depth_and_mask(default_data, tmp_path):
                             sample.cameras.Ks[v])
             surface = depth[int(uv[0, 1]), int(uv[0, 0])]
             assert z[0] - 0.35 < surface < z[0], (surface, z[0])
+
+
+def _convert(src: Path, dst: Path) -> Path:
+    """Re-export a character with Blender (in a child process, so this one keeps no Blender state)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.import_scene.gltf(filepath={str(src)!r})
+if {dst.suffix!r} == ".fbx":
+    bpy.ops.export_scene.fbx(filepath={str(dst)!r}, add_leaf_bones=False, bake_anim=False)
+else:
+    bpy.ops.wm.obj_export(filepath={str(dst)!r}, export_materials=True)
+"""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return dst
+
+
+def test_fbx_character_and_unrigged_obj(default_data, tmp_path):
+    """The other ingestion paths: a rigged FBX character, and an OBJ (no skeleton) that gets auto-rigged."""
+    chars, motions = default_data
+    fbx = _convert(chars["bram"], tmp_path / "in" / "bram-fbx.fbx")
+    obj = _convert(chars["dax"], tmp_path / "in" / "dax-obj.obj")
+    summary = _render([fbx, obj], [motions["walk"]], tmp_path / "out")
+    assert not summary.failed, summary.failed
+    samples = {s.key: s for s in open_samples(tmp_path / "out" / "shards")}
+    assert samples["bram-fbx__walk"].meta["skeleton"]["character"]["convention"] == "mixamo"
+    assert samples["dax-obj__walk"].meta["skeleton"]["character_rigged"] is False
+    for sample in samples.values():
+        check_sample(sample, min_inside=0.85)
+
+
+def test_same_inputs_and_seed_give_the_same_images(default_data, tmp_path):
+    chars, motions = default_data
+    cfg = RenderConfig(resolution=48, num_frames=2, num_views=2, fps=5.0, samples=2)
+    a = next(open_samples(_render([chars["cleo"]], [motions["jump"]], tmp_path / "a", cfg).manifest.parent))
+    b = next(open_samples(_render([chars["cleo"]], [motions["jump"]], tmp_path / "b", cfg).manifest.parent))
+    for name in a.files:
+        if name != "meta.json":  # meta.json records the wall-clock seconds of the render
+            assert a.files[name] == b.files[name], name
+
+
+@pytest.mark.parametrize("engine", ["workbench", pytest.param("eevee", marks=pytest.mark.slow)])
+def test_preview_engines(default_data, tmp_path, engine):
+    """Workbench and EEVEE (software OpenGL here) render coloured, visible characters too."""
+    chars, motions = default_data
+    cfg = RenderConfig(resolution=48, num_frames=1, num_views=1, engine=engine)
+    summary = _render([chars["dax"]], [motions["wave"]], tmp_path, cfg)
+    assert not summary.failed, summary.failed
+    sample = next(open_samples(tmp_path / "shards"))
+    rgba = sample.frame(0, 0)
+    visible = rgba[..., 3] > 128
+    assert visible.mean() > 0.02
+    rgb = rgba[visible][:, :3].astype(int)
+    # Not flat grey: the character's materials give clearly different hues.
+    assert (rgb.max(axis=1) - rgb.min(axis=1)).mean() > 20
+    assert sample.meta["renderer"]["engine"] == engine
