@@ -57,8 +57,8 @@ def test_full_rank_matches_sqrtm_and_svd_references():
 @pytest.mark.parametrize("n_a, n_b, d", [(5, 7, 32), (3, 3, 400), (40, 6, 64)])
 def test_rank_deficient_matches_svd_reference(n_a, n_b, d):
     a, b = _features(n_a, d, 2), _features(n_b, d, 3, shift=-0.5)
-    # The zero eigenvalues come out as round-off of about 1e-16 |S|, whose square roots (1e-8 |S|^0.5
-    # each, clipped or not) bound the agreement; a wrong treatment of the null space would be far off.
+    # The zero eigenvalues come out as round-off of about 1e-16 |S|, below the threshold
+    # (max_eig * D * eps) that takes them as 0; a wrong treatment of the null space would be far off.
     np.testing.assert_allclose(frechet_distance(a, b), _reference_svd(a, b), rtol=1e-6)
 
 
@@ -84,6 +84,16 @@ def test_identical_sets_give_zero_and_inputs_are_checked():
         frechet_distance(a, a[:, :4])
     with pytest.raises(ValueError, match="finite"):
         frechet_distance(np.full((3, 2), np.nan), a[:, :2])
+
+
+@pytest.mark.parametrize("n", [2, 20, 100])
+def test_identical_sets_with_fewer_samples_than_features_give_zero(n):
+    # Logit-scale features, N <= D: the covariance is singular. Positive round-off eigenvalues of its
+    # null space used to survive clipping at 0 and their square roots added up to a distance of
+    # about -1e-3 (the ground-truth ceiling of FVD-D/FV4D read negative).
+    a = np.random.default_rng(n).standard_normal((n, 400)) * 3
+    assert abs(frechet_distance(a, a)) < 1e-6
+    assert abs(frechet_distance(a + 5.0, a + 5.0)) < 1e-6
 
 
 class MeanColourExtractor(torch.nn.Module):
