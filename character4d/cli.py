@@ -49,7 +49,8 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose-variant", choices=POSE_VARIANTS, default="openpose", help=_config_help("pose_variant"))
     p.add_argument("--height", type=float, default=None, help=_config_help("height"))
     p.add_argument("--root-motion", choices=ROOT_MOTIONS, default="center", help=_config_help("root_motion"))
-    p.add_argument("--no-face-front", action="store_true", help="keep each motion's own initial heading")
+    p.add_argument("--no-face-front", action="store_true", help="keep each motion's own heading")
+    p.add_argument("--threads", type=int, default=0, help=_config_help("threads"))
     for name in ("radius", "cam_height", "fov_deg", "elevation_deg", "apose_arm_deg"):
         default = {f.name: f.default for f in fields(RenderConfig)}[name]
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=_config_help(name))
@@ -64,7 +65,7 @@ def _render_config(a: argparse.Namespace) -> RenderConfig:
         radius=a.radius, cam_height=a.cam_height, fov_deg=a.fov_deg, elevation_deg=a.elevation_deg,
         engine=a.engine, samples=a.samples, denoise=not a.no_denoise, seed=a.seed, mask=a.mask, depth=a.depth,
         hands=a.hands, pose_variant=a.pose_variant, apose_arm_deg=a.apose_arm_deg, height=a.height,
-        root_motion=a.root_motion, face_front=not a.no_face_front,
+        root_motion=a.root_motion, face_front=not a.no_face_front, threads=a.threads,
     )
 
 

@@ -14,6 +14,7 @@ ROOT_MOTIONS = ("center", "keep", "in_place")
 # Engine defaults chosen with scripts/bench/render_speed.py: Cycles needs few samples once the
 # denoiser runs and only the character's screen rectangle is rendered.
 DEFAULT_SAMPLES = {"cycles": 8, "eevee": 16, "workbench": 8}
+WORKBENCH_AA = (5, 8, 11, 16, 32)  # the sample counts Workbench's anti-aliasing offers
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class RenderConfig:
         height: exact character height in metres; None keeps it within 1.6-1.9 m.
         root_motion: "center" (hips motion relative to the clip mean), "keep" (relative to the first frame)
             or "in_place" (no horizontal motion).
-        face_front: turn each motion so the character faces view 0 at the first frame.
+        face_front: turn each motion so the character faces view 0 on average over the clip.
+        threads: CPU threads Blender may use (0: all cores); set it when several renders share a node.
     """
 
     resolution: int = 512
@@ -66,6 +68,7 @@ class RenderConfig:
     height: float | None = None
     root_motion: str = "center"
     face_front: bool = True
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -83,6 +86,10 @@ class RenderConfig:
             raise ValueError(f"start: expected >= 0 seconds, got {self.start}")
         if self.samples is not None and self.samples < 1:
             raise ValueError(f"samples: expected >= 1, got {self.samples}")
+        if self.engine == "workbench" and self.samples is not None and self.samples not in WORKBENCH_AA:
+            raise ValueError(f"samples: Workbench anti-aliasing takes one of {WORKBENCH_AA}, got {self.samples}")
+        if self.threads < 0:
+            raise ValueError(f"threads: expected >= 0 (0: all cores), got {self.threads}")
         if self.height is not None and self.height <= 0:
             raise ValueError(f"height: expected > 0 metres, got {self.height}")
         self.rig()  # validates the rig fields

@@ -20,10 +20,12 @@ def inspect_file(path: str | Path) -> tuple[str, bool]:
         AssetError,
         armature_bones,
         import_file,
+        map_bones,
         mesh_vertices_world,
         read_vrm_humanoid,
         reset_scene,
     )
+    from character4d.blender.motion import bvh_fps
     from character4d.skeleton import describe_mapping
 
     path = Path(path)
@@ -43,7 +45,6 @@ def inspect_file(path: str | Path) -> tuple[str, bool]:
         v = mesh_vertices_world(meshes)
         size = v.max(0) - v.min(0)
         lines.append(f"mesh extent (x, y, z): {np.round(size, 3).tolist()} file units")
-    ok = True
     if not armatures:
         lines.append("skeleton: none (a character would be auto-rigged; a motion cannot be used)")
         return "\n".join(lines), bool(meshes and nverts)
@@ -53,14 +54,24 @@ def inspect_file(path: str | Path) -> tuple[str, bool]:
     anim = arm.animation_data.action if arm.animation_data else None
     if anim is not None:
         start, end = anim.frame_range
-        fps = bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+        # The BVH importer does not touch the scene's frame rate; the file's frame time is the truth.
+        fps = (bvh_fps(path) if path.suffix.lower() == ".bvh" else None) or (
+            bpy.context.scene.render.fps / bpy.context.scene.render.fps_base)
         lines.append(f"animation {anim.name!r}: frames {start:g}-{end:g} at {fps:g} fps")
     else:
         lines.append("animation: none")
     vrm = read_vrm_humanoid(path) if path.suffix.lower() in (".vrm", ".glb", ".gltf") else None
     if vrm is not None:
         lines.append(f"VRM humanoid ({vrm[0]}): {len(vrm[1])} bones declared in the file")
-    report = describe_mapping(names, parents)
-    ok = "UNMAPPABLE" not in report
-    lines.append(report)
-    return "\n".join(lines), ok
+    # The same mapping the renderer uses (a complete VRM table wins over name matching).
+    try:
+        mapping = map_bones(names, parents, path)
+    except AssetError as exc:
+        lines += [describe_mapping(names, parents), f"ERROR: {exc}"]
+        return "\n".join(lines), False
+    if mapping.convention in ("vrm0", "vrm1"):
+        lines.append(f"convention: {mapping.convention} (from the file's humanoid table)")
+        lines += [f"  {c:<24} {mapping.bones[c]}" for c in sorted(mapping.bones)]
+    else:
+        lines.append(describe_mapping(names, parents))
+    return "\n".join(lines), True

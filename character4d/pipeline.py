@@ -8,18 +8,16 @@ the folder of fields it wrote into a `Sample`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from character4d.blender.character import CHARACTER_SUFFIXES, MOTION_SUFFIXES  # bpy only inside functions
 from character4d.config import RenderConfig
 from character4d.format import Sample
 from character4d.jobs import Job, RunSummary, make_jobs, run_jobs
 
-CHARACTER_SUFFIXES = (".glb", ".gltf", ".vrm", ".fbx", ".obj")
-MOTION_SUFFIXES = (".fbx", ".bvh")
 
 
 class RenderError(RuntimeError):
@@ -35,6 +33,18 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _die_with_parent() -> None:
+    """In the worker (before exec): ask Linux to SIGKILL it when the parent dies, so a killed
+    ``character4d render`` leaves no Blender writing into the scratch folder that a resumed run reuses."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except OSError:  # not Linux: the worker notices a closed pipe at its next progress report instead
+        pass
 
 
 def render_job(job: Job, scratch: Path, cfg: RenderConfig,
@@ -60,10 +70,9 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
         "character": str(Path(job.character_path).resolve()), "motion": str(Path(job.motion_path).resolve()),
         "key": job.key, "config": cfg.to_json(), "out": str(out),
     }))
-    env = dict(os.environ)
-    # Blender uses every core it sees; keep it from oversubscribing when slices share a machine.
     proc = subprocess.Popen([sys.executable, "-m", "character4d.blender.worker", str(job_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_die_with_parent)
     result = None
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -80,7 +89,8 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
     if not result["ok"]:
         if result.get("bad_input"):
             raise BadInputError(result["message"])
-        raise RenderError(f"{result['error']}: {result['message']}")
+        # The scratch folder (with the worker's log) is deleted after the job: keep the traceback.
+        raise RenderError(f"{result['error']}: {result['message']}\nworker traceback:\n{result.get('traceback', '')}")
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
     return Sample.from_files(job.key, files, validate=True)
 
@@ -166,7 +176,10 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
         finally:
             bar.close()
 
-    return run_jobs(jobs, render_fn, out, shard=shard, config=cfg.to_json(), fmt=fmt,
+    # Thread count changes speed, not pixels: it stays out of the recorded config, so a resumed run may
+    # use another one.
+    recorded = {k: v for k, v in cfg.to_json().items() if k != "threads"}
+    return run_jobs(jobs, render_fn, out, shard=shard, config=recorded, fmt=fmt,
                     samples_per_tar=samples_per_tar, progress=progress)
 
 

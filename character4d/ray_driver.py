@@ -53,6 +53,8 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
     if not ray.is_initialized():
         ray.init()
     task = ray.remote(num_cpus=cpus_per_task)(_render_shard)
+    if not cfg.threads:  # Blender would use every core of the node, whatever Ray reserved
+        cfg = RenderConfig.from_json({**cfg.to_json(), "threads": cpus_per_task})
     chars = [str(p) for p in characters] if characters else None
     mots = [str(p) for p in motions] if motions else None
     refs = [task.remote(chars, mots, str(out), cfg.to_json(), i, num_shards, fmt, samples_per_tar, pairing)

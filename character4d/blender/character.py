@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from character4d.retarget import facing_rotation
-from character4d.skeleton import BODY_BONES, PARENTS, SkeletonMap, UnmappableSkeletonError, map_skeleton
+from character4d.skeleton import BODY_BONES, PARENTS, REQUIRED_BONES, SkeletonMap, UnmappableSkeletonError, map_skeleton
 
 CHARACTER_SUFFIXES = (".glb", ".gltf", ".vrm", ".fbx", ".obj")
 MOTION_SUFFIXES = (".fbx", ".bvh")
@@ -253,34 +253,54 @@ def _apply_root(root, matrix: np.ndarray) -> None:
 
 
 def _remove_except(keep) -> None:
+    """Delete every object not in ``keep``; kept objects whose parent goes keep their world transform.
+
+    Without the re-parenting, a rig under a rotated/scaled root empty (Sketchfab's Y-up root, FBX group
+    nodes) would silently lose that transform and render lying down.
+    """
     import bpy
 
     keep = set(keep)
+    for obj in keep:
+        if obj.parent is not None and obj.parent not in keep:
+            world = obj.matrix_world.copy()
+            obj.parent = None
+            obj.matrix_world = world
     for obj in list(bpy.data.objects):
         if obj not in keep:
             bpy.data.objects.remove(obj, do_unlink=True)
 
 
-def map_armature(armature, path: Path) -> SkeletonMap:
-    """Map an armature onto the canonical humanoid (the VRM humanoid table wins when present).
+def map_bones(names: list[str], parents: list[str | None], path: Path) -> SkeletonMap:
+    """Map a skeleton onto the canonical humanoid; a VRM humanoid table in the file wins when complete.
+
+    Args:
+        names: bone names.
+        parents: parent name of each bone (None for roots).
+        path: the file (its VRM/glTF extensions are read when present).
+
+    Returns:
+        The mapping.
 
     Raises:
         AssetError: when the skeleton is not a humanoid we can map (names the missing bones).
     """
-    names, parents = armature_bones(armature)
     vrm = read_vrm_humanoid(path) if path.suffix.lower() in (".vrm", ".glb", ".gltf") else None
     if vrm is not None:
         convention, table = vrm
         bones = {c: n for c, n in table.items() if n in names}
-        missing = [b for b in ("hips", "spine", "head", "leftUpperArm", "rightUpperArm", "leftUpperLeg",
-                               "rightUpperLeg") if b not in bones]
-        if not missing:
+        if all(b in bones for b in REQUIRED_BONES):
             used = set(bones.values())
             return SkeletonMap(convention, bones, tuple(n for n in names if n not in used))
     try:
         return map_skeleton(names, parents)
     except UnmappableSkeletonError as exc:
         raise AssetError(f"{path}: skeleton cannot be mapped onto the humanoid: {exc}") from exc
+
+
+def map_armature(armature, path: Path) -> SkeletonMap:
+    """`map_bones` for a Blender armature object."""
+    return map_bones(*armature_bones(armature), path)
 
 
 def load_character(path: str | Path, height: float | None = None) -> Character:
@@ -431,7 +451,7 @@ def fit_skeleton(verts: np.ndarray) -> dict[str, np.ndarray]:
         shoulder = np.array([sign * max(torso_half * 0.9, 0.1 * h * 0.6), y_mid, shoulder_z])
         # The arm line's inner end, pulled to the shoulder height of the torso.
         upper = np.array([start[0], y_mid, min(start[2], shoulder_z)])
-        j[f"{side}Shoulder"] = shoulder * np.array([0.3, 1, 1]) + np.array([0, 0, 0])
+        j[f"{side}Shoulder"] = shoulder * np.array([0.3, 1, 1])
         j[f"{side}UpperArm"] = upper
         length = float(np.linalg.norm(tip - upper))
         direction = (tip - upper) / max(length, 1e-6)
@@ -517,10 +537,3 @@ def _fill_missing_weights(mesh, arm) -> None:
         for i in np.argsort(-w)[:2]:
             if w[i] > 0.05:
                 mesh.vertex_groups[names[i]].add([v.index], float(w[i]), "REPLACE")
-
-
-def require_mapped(mapping: SkeletonMap, bones, path: Path) -> None:
-    """Raise a clear error if bones we need are not in the mapping."""
-    missing = [b for b in bones if b not in mapping.bones]
-    if missing:
-        raise AssetError(f"{path}: skeleton lacks the bones {missing}")

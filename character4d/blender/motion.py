@@ -20,10 +20,11 @@ class SampledMotion:
         mapping: canonical -> source bone.
         bones: canonical bones present, parents before children.
         rest: [B, 3, 3] rest rotations (world).
-        posed: [T, B, 3, 3] posed rotations (world), turned so the clip starts facing -Y when asked.
+        posed: [T, B, 3, 3] posed rotations (world), turned so the clip faces -Y on average when asked.
         rest_dirs: canonical bone -> [3] rest direction (head to canonical child head).
-        hips: [T, 3] hips positions (world, same turn as ``posed``).
-        rest_hips_height: hips height in the rest pose.
+        hips: [T, 3] hips positions (world, same turn as ``posed``), heights measured from the clip's floor
+            (the lowest ankle over the clip).
+        rest_hips_height: hips height above the ankles in the rest pose.
         leg_length: upper-leg head to foot head distance in the rest pose (for hips scaling).
         times: [T] seconds since the first keyframe.
         fps: the source's frame rate.
@@ -45,7 +46,6 @@ class SampledMotion:
 
 def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
     """Mapped canonical bones, parents before children."""
-    order: list[str] = []
 
     def depth(b: str) -> int:
         d, p = 0, PARENTS.get(b)
@@ -53,9 +53,7 @@ def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
             d, p = d + 1, PARENTS.get(p)
         return d
 
-    for b in sorted(mapping.bones, key=lambda b: (depth(b), b)):
-        order.append(b)
-    return tuple(order)
+    return tuple(sorted(mapping.bones, key=lambda b: (depth(b), b)))
 
 
 # Child used for a bone's direction; the first that is mapped wins.
@@ -94,6 +92,12 @@ def rest_directions(heads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def leg_length(heads: dict[str, np.ndarray]) -> float:
+    """Mean upper-leg + lower-leg length of a skeleton (canonical bone -> [3] rest head)."""
+    return float(0.5 * sum(np.linalg.norm(heads[f"{s}UpperLeg"] - heads[f"{s}LowerLeg"])
+                           + np.linalg.norm(heads[f"{s}LowerLeg"] - heads[f"{s}Foot"]) for s in ("left", "right")))
+
+
 def bone_rotations_world(armature, names, posed: bool) -> np.ndarray:
     """World rotation (3x3, scale removed) of each named bone, rest or current pose."""
     mw = np.array(armature.matrix_world, dtype=np.float64)[:3, :3]
@@ -127,7 +131,7 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
         num_frames: output clip length.
         fps: output frame rate.
         start: start offset in seconds from the first keyframe.
-        face_front: turn the motion about Z so the character faces -Y at the clip's first frame.
+        face_front: turn the motion about Z so the character faces -Y on average over the clip.
 
     Returns:
         The sampled motion.
@@ -149,7 +153,7 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
     src_fps = scene.render.fps / scene.render.fps_base
     if path.suffix.lower() == ".bvh":
         # The BVH importer keeps the file's frame time on the action's keys but not on the scene.
-        src_fps = _bvh_fps(path) or src_fps
+        src_fps = bvh_fps(path) or src_fps
     duration = (last - first) / src_fps
     if start >= duration:
         raise AssetError(f"{path}: start offset {start:g} s is past the end of the motion ({duration:.3f} s)")
@@ -165,14 +169,19 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
                   for b in bones}
     armature.data.pose_position = "POSE"
 
-    posed, hips = [], []
+    posed, hips, ankles = [], [], []
+    feet = [mapping.bones["leftFoot"], mapping.bones["rightFoot"]]
     for t in times:
         frame = first + t * src_fps
         scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
         posed.append(bone_rotations_world(armature, src_names, posed=True))
         mw = np.array(armature.matrix_world)
         hips.append(mw[:3, :3] @ np.array(armature.pose.bones[mapping.bones["hips"]].head) + mw[:3, 3])
+        ankles.append([(mw[:3, :3] @ np.array(armature.pose.bones[n].head) + mw[:3, 3])[2] for n in feet])
     posed, hips = np.array(posed), np.array(hips)
+    # Heights are measured from the floor, not from the file's origin: many BVH files put the root at
+    # z = 0 in the rest pose, which would make the whole standing height look like a jump.
+    hips[:, 2] -= float(np.min(ankles))
 
     # Bring the rest pose to face -Y; optionally turn the whole clip to start facing -Y.
     rest_left = (rest_heads["leftUpperLeg"] - rest_heads["rightUpperLeg"])
@@ -186,11 +195,11 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
     hips = hips @ q_motion.T
     rest_heads = {b: q_rest @ h for b, h in rest_heads.items()}
     rest_dirs = rest_directions(rest_heads)
-    leg = 0.5 * sum(np.linalg.norm(rest_heads[f"{s}UpperLeg"] - rest_heads[f"{s}LowerLeg"])
-                    + np.linalg.norm(rest_heads[f"{s}LowerLeg"] - rest_heads[f"{s}Foot"]) for s in ("left", "right"))
+    rest_ankle = min(rest_heads["leftFoot"][2], rest_heads["rightFoot"][2])
     return SampledMotion(
         mapping=mapping, bones=bones, rest=rest, posed=posed, rest_dirs=rest_dirs, hips=hips,
-        rest_hips_height=float(rest_heads["hips"][2]), leg_length=float(leg), times=times, fps=float(src_fps),
+        rest_hips_height=float(rest_heads["hips"][2] - rest_ankle), leg_length=leg_length(rest_heads),
+        times=times, fps=float(src_fps),
         duration=float(duration),
     )
 
@@ -213,7 +222,7 @@ def _clip_heading(posed: np.ndarray, rest: np.ndarray, hips: int, rest_left: np.
     return facing_rotation(np.array([direction[0], direction[1], 0.0]))
 
 
-def _bvh_fps(path: Path) -> float | None:
+def bvh_fps(path: Path) -> float | None:
     with open(path, errors="replace") as fh:
         for line in fh:
             if line.strip().lower().startswith("frame time:"):
@@ -222,10 +231,5 @@ def _bvh_fps(path: Path) -> float | None:
     return None
 
 
-def source_names(motion: SampledMotion) -> list[str]:
-    """Source bone names in the order of ``motion.bones``."""
-    return [motion.mapping.bones[b] for b in motion.bones]
-
-
 __all__ = ["SampledMotion", "sample_motion", "canonical_order", "rest_directions", "bone_rotations_world",
-           "armature_bones", "source_names"]
+           "armature_bones", "leg_length"]

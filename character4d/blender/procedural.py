@@ -111,7 +111,6 @@ def build_character(spec: CharacterSpec):
 
     names, parents, heads = template_skeleton(spec.height, spec.rest, fingers=True)
     pos = {n: heads[i] for i, n in enumerate(names)}
-    parent_of = dict(zip(names, parents))
     px = spec.prefix
     h = spec.height
     tw, lw, hw = spec.widths

@@ -8,7 +8,6 @@ the next frame) so Cycles' persistent data reuses one BVH per frame.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 import time
@@ -20,14 +19,20 @@ import numpy as np
 import character4d
 from character4d import format as fmt
 from character4d.blender.character import (
-    AssetError,
     Character,
     bone_heads_world,
     load_character,
     mesh_vertices_world,
     reset_scene,
 )
-from character4d.blender.motion import SampledMotion, bone_rotations_world, rest_directions, sample_motion
+from character4d.blender.motion import (
+    SampledMotion,
+    bone_rotations_world,
+    canonical_order,
+    leg_length,
+    rest_directions,
+    sample_motion,
+)
 from character4d.cameras import Cameras, project, rig_cameras
 from character4d.config import RenderConfig
 from character4d.retarget import hips_offsets, rest_alignment, transfer_rotations, world_to_basis
@@ -57,6 +62,8 @@ def setup_scene(cfg: RenderConfig):
     r = scene.render
     r.resolution_x = r.resolution_y = cfg.resolution
     r.resolution_percentage = 100
+    if cfg.threads:
+        r.threads_mode, r.threads = "FIXED", cfg.threads
     r.film_transparent = True
     r.image_settings.file_format = "PNG"
     r.image_settings.color_mode = "RGBA"
@@ -125,7 +132,7 @@ def setup_scene(cfg: RenderConfig):
         shading.show_cavity = False
         shading.show_shadows = True
         shading.shadow_intensity = 0.35
-        scene.display.render_aa = str(samples) if str(samples) in ("5", "8", "11", "16", "32") else "8"
+        scene.display.render_aa = str(samples)  # RenderConfig only admits Workbench's own sample counts
     return cam
 
 
@@ -312,20 +319,10 @@ def apose_basis(char: Character, arm_deg: float) -> dict[str, np.ndarray]:
         for b in (f"{side}UpperArm", f"{side}LowerArm"):
             want[b] = d
     tgt_dirs = _rest_dirs(char)
-    canon = [b for b in _canonical_order(m)]
+    canon = list(canonical_order(char.mapping))
     align = rest_alignment(want, tgt_dirs, PARENTS, canon)
     world = {m[b]: (align[b] @ rest[m[b]])[None] for b in canon}
     return world_to_basis(world, rest, parents, names)
-
-
-def _canonical_order(mapping_bones: dict[str, str]) -> list[str]:
-    def depth(b: str) -> int:
-        d, p = 0, PARENTS.get(b)
-        while p is not None:
-            d, p = d + 1, PARENTS.get(p)
-        return d
-
-    return sorted(mapping_bones, key=lambda b: (depth(b), b))
 
 
 def retarget_basis(char: Character, motion: SampledMotion, root_motion: str
@@ -350,9 +347,7 @@ def retarget_basis(char: Character, motion: SampledMotion, root_motion: str
     # Hips: scale the source displacement by the leg-length ratio, then express it in the hips bone's
     # rest frame (Blender's pose location is in the bone's local rest axes, in armature units).
     heads = dict(zip(m.keys(), bone_heads_world(char.armature, list(m.values()), posed=False)))
-    leg = 0.5 * sum(np.linalg.norm(heads[f"{s}UpperLeg"] - heads[f"{s}LowerLeg"])
-                    + np.linalg.norm(heads[f"{s}LowerLeg"] - heads[f"{s}Foot"]) for s in ("left", "right"))
-    offsets = hips_offsets(motion.hips, motion.rest_hips_height, leg / motion.leg_length, root_motion)
+    offsets = hips_offsets(motion.hips, motion.rest_hips_height, leg_length(heads) / motion.leg_length, root_motion)
     aw = np.array(char.armature.matrix_world)[:3, :3]
     hips_rest_arm = np.array(char.armature.data.bones[m["hips"]].matrix_local)[:3, :3]
     loc = offsets @ np.linalg.inv(aw).T @ hips_rest_arm  # = (R_rest^T A^-1 offset) per frame

@@ -2,7 +2,7 @@
 
 Each job runs in its own process so that a file that crashes Blender fails only that job, memory is
 returned after every sample, and a killed run leaves nothing half-initialised behind. Blender's own
-chatter goes to ``worker.log`` beside the output; stdout carries only ``PROGRESS done total`` lines and
+chatter goes to ``<key>.log`` beside the output folder; stdout carries only ``PROGRESS done total`` lines and
 the final ``RESULT <json>`` line that the parent reads.
 
 Job file: ``{"character": path, "motion": path, "key": str, "config": RenderConfig.to_json(),
@@ -46,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         channel.flush()
 
     try:
-        from character4d.blender.character import AssetError
         from character4d.blender.render import render_sample
         from character4d.config import RenderConfig
 
@@ -58,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # reported to the parent, which records it in the manifest
         bad_input = type(exc).__name__ in ("AssetError", "UnmappableSkeletonError")
         traceback.print_exc()  # into the log
-        report("RESULT", {"ok": False, "error": type(exc).__name__, "message": str(exc), "bad_input": bad_input})
+        report("RESULT", {"ok": False, "error": type(exc).__name__, "message": str(exc), "bad_input": bad_input,
+                          "traceback": "" if bad_input else traceback.format_exc()[-4000:]})
         return 3 if bad_input else 1
 
 

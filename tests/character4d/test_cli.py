@@ -109,6 +109,17 @@ def test_inspect_reports_mapping_and_problems(tmp_path, capsys):
 
 
 @pytest.mark.blender
+def test_inspect_uses_the_vrm_table(default_data, tmp_path, capsys):
+    from tests.character4d.test_render_blender import _as_vrm
+
+    chars, _ = default_data
+    vrm = _as_vrm(chars["ada"], tmp_path / "ada.vrm", 1)
+    assert main(["inspect", str(vrm)]) == 0
+    out = capsys.readouterr().out
+    assert "convention: vrm1" in out and "bone_0" in out and "UNMAPPABLE" not in out
+
+
+@pytest.mark.blender
 @pytest.mark.slow
 def test_kill_mid_shard_and_resume(default_data, tmp_path):
     """kill -9 a real render after the first sample: the re-run renders the rest, no duplicates, no temp files."""

@@ -61,6 +61,13 @@ def check_sample(sample, min_inside=0.9):
             assert hit.mean() >= min_inside, (
                 f"view {v} frame {f}: only {hit.mean():.0%} of joints inside the silhouette")
             assert sample.pose(v, f).max() > 0, f"view {v} frame {f}: empty pose map"
+    # Feet on the ground: the lowest ankle over the clip is at about the A-pose ankle height (not sunk
+    # into the floor, not floating), and no ankle goes far below the floor.
+    feet = [names.index(b) for b in ("leftFoot", "rightFoot")]
+    rest_ankle = float(np.nanmin(sample.apose_joints[feet, 2]))
+    lowest = float(np.nanmin(joints[:, feet, 2]))
+    assert 0.0 < rest_ankle < 0.2, rest_ankle
+    assert abs(lowest - rest_ankle) < 0.08, f"lowest ankle at {lowest:.3f} m, A-pose ankle at {rest_ankle:.3f} m"
     moved = np.abs(joints[-1, body] - joints[0, body]).max()
     assert moved > 0.02, f"joints moved only {moved:.3f} m over the clip"
     diff = np.mean([np.abs(sample.frame(v, 0)[..., 3].astype(int) - sample.frame(v, sample.num_frames - 1)[..., 3])
@@ -328,3 +335,34 @@ def test_preview_engines(default_data, tmp_path, engine):
     # Not flat grey: the character's materials give clearly different hues.
     assert (rgb.max(axis=1) - rgb.min(axis=1)).mean() > 20
     assert sample.meta["renderer"]["engine"] == engine
+
+
+def test_rig_under_a_rotated_scaled_root_and_bvh_rooted_at_the_origin(default_data, tmp_path):
+    """A GLB whose scene root turns and scales the rig (as Sketchfab exports do), driven by a BVH whose
+    root sits at the origin in its rest pose: the character stands upright with its feet on the floor."""
+    import pygltflib
+
+    chars, motions = default_data
+    gltf = pygltflib.GLTF2().load(str(chars["bram"]))
+    scene = gltf.scenes[gltf.scene or 0]
+    gltf.nodes.append(pygltflib.Node(name="Sketchfab_model", children=list(scene.nodes),
+                                     rotation=[0.7071068, 0.0, 0.0, 0.7071068], scale=[0.01, 0.01, 0.01]))
+    scene.nodes = [len(gltf.nodes) - 1]
+    # Undo the root's turn inside it, as a Y-up exporter does, so the result stands upright.
+    for i in list(gltf.nodes[-1].children):
+        gltf.nodes[i].rotation = [-0.7071068, 0.0, 0.0, 0.7071068]
+        gltf.nodes[i].scale = [100.0, 100.0, 100.0]
+    rooted = tmp_path / "in" / "bram-rooted.glb"
+    rooted.parent.mkdir()
+    gltf.save_binary(str(rooted))
+    text = motions["walk"].read_text()
+    first_offset = text.split("OFFSET", 1)[1].splitlines()[0]
+    origin = tmp_path / "in" / "walk-origin.bvh"
+    origin.write_text(text.replace("OFFSET" + first_offset, "OFFSET 0.000000 0.000000 0.000000", 1))
+    summary = _render([rooted], [origin], tmp_path / "out")
+    assert not summary.failed, summary.failed
+    sample = next(open_samples(tmp_path / "out" / "shards"))
+    check_sample(sample)
+    names = list(sample.joint_names)
+    head, hips = sample.apose_joints[names.index("head")], sample.apose_joints[names.index("hips")]
+    assert head[2] > hips[2] + 0.4  # upright
