@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "characterbench-results/1"
+SCHEMA_VERSION = "characterbench-results/2"
+# Versions still read. /2 added the interval's ``std`` and ``method`` (basic bootstrap); /1 records
+# (percentile intervals, no ``std``) load with ``method="percentile"`` and ``std=None``.
+READABLE_SCHEMA_VERSIONS = ("characterbench-results/1", SCHEMA_VERSION)
 
 _NUM = {"type": "number"}
 _STR = {"type": "string"}
@@ -31,7 +34,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
     ],
     "additionalProperties": False,
     "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
+        "schema_version": {"enum": list(READABLE_SCHEMA_VERSIONS)},
         "task": {"enum": ["multiview", "apose"]},
         "label": {"type": ["string", "null"]},
         "metrics": _NUM_MAP,
@@ -45,7 +48,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "low": _NUM, "high": _NUM, "confidence": _NUM, "resamples": {"type": "integer"},
-                    "unit": _STR, "seed": {"type": "integer"},
+                    "unit": _STR, "seed": {"type": "integer"}, "std": {"type": ["number", "null"]},
+                    "method": {"enum": ["basic", "percentile"]},
                 },
             },
         },
@@ -146,7 +150,19 @@ class InvalidResultsError(ValueError):
 
 @dataclass(frozen=True)
 class Interval:
-    """A bootstrap confidence interval (percentile method, resampling ``unit``)."""
+    """A bootstrap confidence interval.
+
+    Attributes:
+        low: Lower end.
+        high: Upper end.
+        confidence: Nominal coverage (e.g. 0.95).
+        resamples: Bootstrap replicates.
+        unit: What was resampled (``"sample"``: a sample with all its clips).
+        seed: Seed of the resampling.
+        std: Standard deviation of the replicates (None in records before schema /2).
+        method: ``"basic"`` (reverse percentile, ``[2 value - q_hi, 2 value - q_lo]``, since schema
+            /2) or ``"percentile"`` (``[q_lo, q_hi]``, records of schema /1).
+    """
 
     low: float
     high: float
@@ -154,6 +170,8 @@ class Interval:
     resamples: int
     unit: str
     seed: int
+    std: float | None = None
+    method: str = "percentile"
 
 
 @dataclass(frozen=True)
@@ -189,7 +207,7 @@ class Results:
     """The record of one evaluation (written by ``characterbench eval``, read by report/submit).
 
     Attributes:
-        schema_version: ``SCHEMA_VERSION``.
+        schema_version: ``SCHEMA_VERSION`` (or an older readable one for a loaded record).
         task: ``"multiview"`` or ``"apose"``.
         label: Free name of the evaluated method (``eval --label``), or None.
         metrics: Headline value of every metric computed.
@@ -208,7 +226,8 @@ class Results:
         date: ISO 8601 UTC time of the evaluation.
         device: Device the metrics ran on, in words.
         config: The evaluation's configuration (paths, metric selection, batch size, ...).
-        timing: Seconds spent (``total_s``, ``per_sample_s``, ``i3d_clips_per_s`` ...).
+        timing: Seconds spent (``total_s``, ``per_sample_s``, ``feature_clips_per_s``,
+            ``bootstrap_s`` ...).
         entry: Leaderboard metadata added by ``characterbench submit`` (name, url, notes).
     """
 
@@ -288,6 +307,6 @@ def load_results(path: str | Path) -> Results:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "RESULTS_SCHEMA", "Results", "Interval", "Grid", "SampleScores", "InvalidResultsError",
+    "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "RESULTS_SCHEMA", "Results", "Interval", "Grid", "SampleScores", "InvalidResultsError",
     "load_results", "schema_errors",
 ]

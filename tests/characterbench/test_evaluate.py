@@ -87,6 +87,8 @@ def test_fvd_pipeline_with_a_stand_in_extractor(stand_in_i3d, baselines, degrade
         assert iv.resamples == 5 and iv.unit == "sample" and iv.low <= iv.high
     assert same.weights == {"i3d_kinetics400": "stand-in"}
     assert worse.timing["feature_clips"] == 2 * (9 + 9 + 1 + 1) * 2
+    assert worse.timing["bootstrap_s"] > 0 and worse.timing["total_s"] >= worse.timing["scoring_s"] + worse.timing["bootstrap_s"]
+    assert all(iv.method == "basic" and iv.std >= 0 for iv in worse.intervals.values())
 
 
 def test_fvd_pools_clips_over_the_test_set(stand_in_i3d, baselines, gt_shard, tmp_path):
@@ -120,6 +122,48 @@ def test_set_statistic_bootstrap_is_paired_over_samples():
     assert stat.compute() == pytest.approx(4.0)
     iv = stat.interval(resamples=30, confidence=0.9, seed=1)
     assert iv.low == pytest.approx(4.0) and iv.high == pytest.approx(4.0)
+    assert iv.method == "basic" and iv.std == pytest.approx(0.0, abs=1e-9)
+
+
+def _bias_stat(seed: int = 0) -> SetStatistic:
+    """20 samples x 9 clips of D=400 features (N < D): the plug-in distance is far above the true 8."""
+    rng = np.random.default_rng(seed)
+    stat = SetStatistic(keep_per_sample=True)
+    for _ in range(20):
+        stat.update(torch.from_numpy(rng.normal(size=(9, 400))), torch.from_numpy(rng.normal(size=(9, 400)) * 1.1 + 0.1))
+    return stat
+
+
+def test_set_statistic_basic_interval_reflects_the_replicates():
+    from metrics.fvd import frechet_distance
+
+    stat = _bias_stat()
+    value = stat.compute()
+    iv = stat.interval(resamples=20, confidence=0.9, seed=3)
+    # Independent replicates: concatenate the drawn samples and call the plain numpy distance.
+    rng = np.random.default_rng(3)
+    reps = []
+    for _ in range(20):
+        idx = rng.integers(0, 20, 20)
+        reps.append(frechet_distance(np.concatenate([stat.samples[i][0] for i in idx]),
+                                     np.concatenate([stat.samples[i][1] for i in idx])))
+    q_lo, q_hi = np.quantile(reps, [0.05, 0.95])
+    assert (iv.low, iv.high) == pytest.approx((2 * value - q_hi, 2 * value - q_lo), rel=1e-9)
+    assert iv.std == pytest.approx(np.std(reps, ddof=1), rel=1e-9) and iv.method == "basic"
+    # Resampling inflates the biased distance: the old percentile interval lay wholly above the
+    # point value; the basic one is its reflection, on the side where the true distance (8) lies.
+    # (Neither contains the value here: both do exactly when q_lo <= value <= q_hi.)
+    assert value < q_lo and iv.high < value and iv.low > 8.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_set_statistic_interval_on_gpu_equals_cpu():
+    stat = _bias_stat(1)
+    cpu = stat.interval(resamples=40, confidence=0.95, seed=0)
+    gpu = stat.interval(resamples=40, confidence=0.95, seed=0, device="cuda", memory_bytes=2**24)  # several batches
+    for field in ("low", "high", "std"):
+        assert getattr(gpu, field) == pytest.approx(getattr(cpu, field), rel=1e-9), field
 
 
 def test_clip_score_with_a_tiny_clip(tiny_clip_dir, monkeypatch, baselines, degraded_pred, gt_shard, tmp_path):

@@ -84,4 +84,19 @@ def test_checker_basics():
     assert schema_errors({"a": None, "b": 1}, schema) == []
     assert schema_errors({"a": True}, schema) == ["$.a: expected integer or null, got bool"]  # bools are not ints
     assert schema_errors({"b": 2}, schema) == ["$.b: expected 1, got 2"]
-    assert RESULTS_SCHEMA["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+    assert SCHEMA_VERSION in RESULTS_SCHEMA["properties"]["schema_version"]["enum"]
+
+
+def test_interval_std_and_method_round_trip_and_old_records_load(tmp_path):
+    record = make_record(intervals={"fvd_f": Interval(10.0, 15.0, 0.95, 100, "sample", 0, std=1.25, method="basic")})
+    assert load_results(record.save(tmp_path / "r.json")) == record
+    # A schema /1 record: percentile interval without std.
+    data = make_record().to_dict()
+    data["schema_version"] = "characterbench-results/1"
+    for iv in data["intervals"].values():
+        del iv["std"], iv["method"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_results(tmp_path / "old.json")
+    assert old.intervals["fvd_f"].method == "percentile" and old.intervals["fvd_f"].std is None
+    data["schema_version"] = "characterbench-results/0"
+    assert schema_errors(data) and "schema_version" in schema_errors(data)[0]

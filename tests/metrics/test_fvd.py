@@ -13,6 +13,8 @@ from metrics.fvd import (
     FVDConfig,
     bootstrap_frechet_distance,
     frechet_distance,
+    frechet_distance_batched,
+    frechet_distance_from_moments,
     fvd,
     preprocess_videos,
     trace_sqrt_product,
@@ -94,6 +96,23 @@ def test_identical_sets_with_fewer_samples_than_features_give_zero(n):
     a = np.random.default_rng(n).standard_normal((n, 400)) * 3
     assert abs(frechet_distance(a, a)) < 1e-6
     assert abs(frechet_distance(a + 5.0, a + 5.0)) < 1e-6
+
+
+def test_batched_torch_distance_matches_numpy():
+    # Full-rank and rank-deficient pairs (N < D), one batch, float64 on the CPU.
+    pairs = [(_features(40, 16, 7), _features(30, 16, 8, shift=0.2)), (_features(5, 16, 9), _features(4, 16, 10)),
+             (_features(6, 16, 11),) * 2]
+    moments = [[], [], [], []]
+    for a, b in pairs:
+        for i, x in enumerate((a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))):
+            moments[i].append(torch.from_numpy(x))
+    got = frechet_distance_batched(*[torch.stack(m) for m in moments])
+    assert got.dtype == torch.float64 and got.shape == (3,)
+    expected = [frechet_distance_from_moments(*[m[k].numpy() for m in moments]) for k in range(3)]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert abs(got[2].item()) < 1e-9
+    with pytest.raises(ValueError, match="moments"):
+        frechet_distance_batched(moments[0][0][None], moments[1][0][None], moments[2][0][None], moments[1][0])
 
 
 class MeanColourExtractor(torch.nn.Module):
