@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from characterbench.protocol import REGISTERED_FINGERPRINTS, get_protocol
+from characterbench.protocol import REGISTERED_FINGERPRINTS, clips_per_sample, get_protocol
 from characterbench.results import Results, load_results, schema_errors
 from characterbench.tasks import METRICS, TASKS
 
@@ -144,7 +144,13 @@ def register_gt(board_dir: str | Path, gt: str | Path, description: str, progres
 
 
 def check_submission(results: Results, board: Board) -> list[str]:
-    """Every reason a record cannot enter a board (empty when it can)."""
+    """Every reason a record cannot enter a board (empty when it can).
+
+    Besides the protocol, ground truth and metric selection, the record must be consistent with
+    itself, so that a hand edit shows: its protocol fields, sample and clip counts, per-sample keys,
+    headline image metrics (the mean of the per-sample values), value ranges, intervals of the
+    set-level metrics and the hashes of the weights the required metrics use.
+    """
     problems = []
     if results.protocol_version != board.protocol_version:
         problems.append(f"protocol version: expected {board.protocol_version!r}, got {results.protocol_version!r}")
@@ -165,6 +171,59 @@ def check_submission(results: Results, board: Board) -> list[str]:
         problems.append(f"task: board {board.name} has tasks {sorted(board.required_metrics)}, got {results.task!r}")
     elif missing := [m for m in required if m not in results.metrics]:
         problems.append(f"metrics: task {results.task!r} entries must report {required}, missing {missing}")
+    return problems + _consistency_problems(results, board, required or [])
+
+
+# Weight files (as the result record names them) behind each metric; lpips by the protocol's net.
+_METRIC_WEIGHTS = {"fvd_f": "i3d_kinetics400", "fvd_v": "i3d_kinetics400", "fvd_d": "i3d_kinetics400",
+                   "fv4d": "i3d_kinetics400", "fid": "fid_inception", "clip_s": "clip"}
+
+
+def _consistency_problems(results: Results, board: Board, required: list[str]) -> list[str]:
+    """Every internal inconsistency of a record (see :func:`check_submission`)."""
+    problems = []
+    try:
+        protocol = get_protocol(board.protocol_version)
+    except (KeyError, ValueError) as exc:
+        return [f"board {board.name}: unknown protocol version {board.protocol_version!r} ({exc})"]
+    if results.protocol != protocol.to_dict():
+        changed = sorted(k for k in set(results.protocol) | set(protocol.to_dict())
+                         if results.protocol.get(k) != protocol.to_dict().get(k))
+        problems.append(f"protocol: fields {changed} differ from {protocol.version}")
+    n = len(results.per_sample)
+    if results.sample_count != n:
+        problems.append(f"sample_count: {results.sample_count}, but per_sample has {n} samples")
+    keys = [s.key for s in results.per_sample]
+    if duplicated := sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"per_sample: duplicated keys {duplicated}")
+    for m, value in results.metrics.items():
+        kind = METRICS[m].kind if m in METRICS else None
+        if kind == "image" and n:
+            values = [s.metrics.get(m) for s in results.per_sample]
+            if any(v is None for v in values):
+                problems.append(f"per_sample: metric {m!r} missing for some samples")
+            elif not math.isclose(value, math.fsum(values) / n, rel_tol=1e-9, abs_tol=1e-12):
+                problems.append(f"metrics.{m}: {value} is not the mean of its per-sample values ({math.fsum(values) / n})")
+        in_range = {
+            "ssim": 0.0 <= value <= 1.0, "lpips": value >= 0.0, "psnr": value > 0.0,
+        }.get(m, value >= -1e-6 if kind in ("video", "set") else True)
+        if not in_range:
+            problems.append(f"metrics.{m}: {value} is out of range")
+    views = len(protocol.apose_views)
+    for m in results.metrics:
+        if m in protocol.fvd_variants or m == "fid":
+            per = clips_per_sample(protocol, m) if m != "fid" else views
+            if results.clip_counts.get(m) != results.sample_count * per:
+                problems.append(
+                    f"clip_counts.{m}: expected {results.sample_count} samples x {per} = {results.sample_count * per}, "
+                    f"got {results.clip_counts.get(m)}"
+                )
+    for m in required:
+        if METRICS[m].kind in ("video", "set") and m not in results.intervals:
+            problems.append(f"intervals: required metric {m!r} has no bootstrap interval")
+    needed = {_METRIC_WEIGHTS.get(m) or (f"lpips_{protocol.lpips_net}" if m == "lpips" else None) for m in required}
+    if missing := sorted(w for w in needed - {None} if not results.weights.get(w)):
+        problems.append(f"weights: no SHA-256 recorded for {missing}")
     return problems
 
 
@@ -330,7 +389,7 @@ def _markdown_table(frame) -> str:
         cells = []
         for c in cols:
             text = _fmt(row[c]).replace("|", "\\|")
-            if c == "Method" and "URL" in frame.columns and isinstance(row["URL"], str) and row["URL"]:
+            if c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f"[{text}]({row['URL']})"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
@@ -370,6 +429,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _is_web_url(url: Any) -> bool:
+    """Only http(s) URLs become links (a ``javascript:`` or ``data:`` URL in an entry would run in the page)."""
+    return isinstance(url, str) and re.match(r"https?://[^\s]+$", url, re.IGNORECASE) is not None
+
+
 def _html_table(frame, caption: str) -> str:
     if frame.empty:
         return f"<p><em>{html.escape(caption)}: no entries yet.</em></p>\n"
@@ -383,7 +447,7 @@ def _html_table(frame, caption: str) -> str:
             value = row[c]
             sort = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
             text = html.escape(_fmt(value))
-            if c == "Method" and "URL" in frame.columns and isinstance(row["URL"], str) and row["URL"]:
+            if c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f'<a href="{html.escape(row["URL"], quote=True)}">{text}</a>'
             numeric = isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value))
             cls = ' class="num"' if numeric and c not in ("Method", "Date", "Commit") else ""

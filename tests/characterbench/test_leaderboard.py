@@ -175,12 +175,56 @@ def test_unregistered_board_and_hand_edits(board, records, tmp_path, capsys):
     assert "no registered ground truth" in capsys.readouterr().err
     board = fresh(board, tmp_path)
     path = submit(records["front-view"], board)
-    data = json.loads(path.read_text())
-    data["metrics"]["psnr"] = 99.0
+    original = path.read_text()
+    data = json.loads(original)
+    data["metrics"]["psnr"] = 99.0  # a hand edit of one value alone
+    path.write_text(json.dumps(data))
+    with pytest.raises(SubmissionError, match=r"metrics.psnr: 99.0 is not the mean of its per-sample values"):
+        build(board)
     data["gt_manifest_hash"] = "sha256:" + "2" * 64  # a hand edit that moves the entry to another test set
     path.write_text(json.dumps(data))
     with pytest.raises(SubmissionError, match="ground-truth manifest hash"):
         build(board)
+
+
+def test_impossible_records_are_refused_with_every_problem(board, records, tmp_path):
+    from characterbench.leaderboard import check_submission
+    from characterbench.results import load_results
+
+    b = load_board(board)
+    good = load_results(records["front-view"])
+    assert check_submission(good, b) == []
+    data = good.to_dict()
+    data["protocol"]["psnr_cap_db"] = 1000.0
+    data["sample_count"] += 1
+    data["per_sample"][1]["key"] = data["per_sample"][0]["key"]
+    for s in data["per_sample"]:
+        s["metrics"]["psnr"] = -5.0
+    data["metrics"]["psnr"] = -5.0
+    data["metrics"]["fvd_d"] = -3.0
+    data["clip_counts"]["fvd_d"] = 7
+    bad = good.from_dict(data)
+    problems = "\n".join(check_submission(bad, b))
+    for fragment in ("protocol: fields ['psnr_cap_db'] differ", "sample_count: 3, but per_sample has 2",
+                     "per_sample: duplicated keys", "metrics.psnr: -5.0 is out of range", "metrics.fvd_d: -3.0 is out of range",
+                     "clip_counts.fvd_d: expected 3 samples x 1 = 3, got 7"):
+        assert fragment in problems, fragment
+    # Required FVD and LPIPS: intervals and weight hashes must be there.
+    strict = Board(**{**asdict(b), "required_metrics": {"multiview": ["psnr", "lpips", "fv4d"]}})
+    problems = "\n".join(check_submission(good, strict))
+    assert "intervals: required metric 'fv4d' has no bootstrap interval" in problems
+    assert "weights: no SHA-256 recorded for ['i3d_kinetics400', 'lpips_alex']" in problems
+
+
+def test_only_web_urls_become_links(board, records, tmp_path):
+    board = fresh(board, tmp_path)
+    submit(records["front-view"], board, url="javascript:alert(1)")
+    submit(records["ground-truth"], board, url="HTTPS://example.org/gt")
+    build(board)
+    page = (board / "index.html").read_text()
+    md = (board / "README.md").read_text()
+    assert "javascript:" not in page and "javascript:" not in md
+    assert 'href="HTTPS://example.org/gt"' in page and "[ground-truth](HTTPS://example.org/gt)" in md
 
 
 def test_invalid_paper_table_is_refused(board, tmp_path):
