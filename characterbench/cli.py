@@ -60,6 +60,13 @@ def _protocol(overrides: list[tuple[str, Any]] | None):
 # --------------------------------------------------------------------------- commands
 
 
+def _metric_list(text: str | None) -> tuple[str, ...] | None:
+    """``--metrics "ssim, psnr"`` -> ``("ssim", "psnr")`` (spaces and empty items dropped); None if not given."""
+    if not text:
+        return None
+    return tuple(m.strip() for m in text.split(",") if m.strip()) or None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from characterbench.config import EvalConfig
     from characterbench.evaluate import evaluate
@@ -67,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from metrics.weights import WeightsNotFoundError
 
     config = EvalConfig(
-        pred=args.pred, gt=args.gt, task=args.task, metrics=tuple(args.metrics.split(",")) if args.metrics else None,
+        pred=args.pred, gt=args.gt, task=args.task, metrics=_metric_list(args.metrics),
         device=args.device, batch_size=args.batch_size, workers=args.workers, bootstrap=args.bootstrap, seed=args.seed,
         label=args.label, weights_home=args.weights_home, protocol=_protocol(args.override),
     )
@@ -323,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # KeyError's str() adds quotes; show the message itself.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an image that passed validation but fails to decode, a read error
+        print(f"error: cannot read or decode an input file: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -10,7 +10,7 @@ One folder may hold both tasks; each task ignores the other's sub-folders. Image
 or RGBA composited on the protocol background) or ``.npy`` arrays ``[H, W, 3|4]`` (uint8, or
 float in [0, 1]), at the ground truth's size. Every problem (missing, extra, duplicate,
 unreadable, wrongly sized, unsupported mode or dtype, NaN/inf, out of range) is collected and
-raised at once in :class:`InvalidPredictionsError`.
+raised at once in :class:`InvalidPredictionsError`; PNGs are decoded in full during validation.
 """
 
 from __future__ import annotations
@@ -127,7 +127,10 @@ def read_prediction(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             if img.mode not in PNG_MODES:
                 raise ValueError(f"{path}: expected PNG mode {PNG_MODES}, got {img.mode!r}")
-            return np.asarray(img.convert(img.mode))
+            try:
+                return np.asarray(img.convert(img.mode))
+            except OSError as exc:  # PIL's decode errors do not name the file
+                raise OSError(f"{path}: cannot decode PNG pixel data: {exc}") from exc
     if path.suffix == ".npy":
         arr = np.load(path, allow_pickle=False)
         _check_array(arr)
@@ -148,41 +151,49 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"expected float values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]")
 
 
-def _check_file(path: Path, rel: str, size: tuple[int, int]) -> Problem | None:
-    """Header-level check of one image file (full decode happens during evaluation)."""
+def _check_file(path: Path, rel: str, size: tuple[int, int]) -> list[Problem]:
+    """Every problem of one image file; PNGs are decoded in full (pixel data that fails to decode
+    would otherwise stop the evaluation mid-run)."""
     expected = f"{size[1]}x{size[0]} (HxW, the ground truth's size)"
+    problems = []
     if path.suffix == ".png":
         from PIL import Image
 
         try:
             with Image.open(path) as img:
                 mode, got = img.mode, img.size  # (W, H)
-                img.verify()  # chunk CRCs: catches truncated or corrupted files without decoding
+                img.verify()  # chunk CRCs: catches truncated or corrupted files
+            with Image.open(path) as img:  # verify() leaves the image unusable: reopen to decode
+                img.load()
         except Exception as exc:  # PIL raises many types for broken files  # noqa: BLE001
-            return Problem("unreadable", rel, f"cannot read PNG: {type(exc).__name__}: {exc}")
+            return [Problem("unreadable", rel, f"cannot read PNG: {type(exc).__name__}: {exc}")]
         if mode not in PNG_MODES:
-            return Problem("bad_mode", rel, f"expected PNG mode RGB or RGBA, got {mode!r}")
+            problems.append(Problem("bad_mode", rel, f"expected PNG mode RGB or RGBA, got {mode!r}"))
         if got != size:
-            return Problem("wrong_size", rel, f"expected {expected}, got {got[1]}x{got[0]}")
-        return None
+            problems.append(Problem("wrong_size", rel, f"expected {expected}, got {got[1]}x{got[0]}"))
+        return problems
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
-        return Problem("unreadable", rel, f"cannot read .npy: {type(exc).__name__}: {exc}")
+        return [Problem("unreadable", rel, f"cannot read .npy: {type(exc).__name__}: {exc}")]
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        return Problem("wrong_size", rel, f"expected an array [H, W, 3|4], got shape {arr.shape}")
-    if (arr.shape[1], arr.shape[0]) != size:
-        return Problem("wrong_size", rel, f"expected {expected}, got {arr.shape[0]}x{arr.shape[1]}")
+        problems.append(Problem("wrong_size", rel, f"expected an array [H, W, 3|4], got shape {arr.shape}"))
+    elif (arr.shape[1], arr.shape[0]) != size:
+        problems.append(Problem("wrong_size", rel, f"expected {expected}, got {arr.shape[0]}x{arr.shape[1]}"))
     if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
-        return Problem("bad_mode", rel, f"expected dtype uint8 or float, got {arr.dtype}")
-    if arr.dtype != np.uint8:
-        data = np.asarray(arr)
-        bad = int((~np.isfinite(data)).sum())
-        if bad:
-            return Problem("nan", rel, f"expected finite values, got {bad} NaN/inf values")
-        if data.min() < 0.0 or data.max() > 1.0:
-            return Problem("out_of_range", rel, f"expected values in [0, 1], got [{data.min():.4g}, {data.max():.4g}]")
-    return None
+        problems.append(Problem("bad_mode", rel, f"expected dtype uint8 or float, got {arr.dtype}"))
+    elif arr.dtype != np.uint8:
+        try:
+            data = np.asarray(arr)
+        except Exception as exc:  # a truncated file fails only when its data is read  # noqa: BLE001
+            return problems + [Problem("unreadable", rel, f"cannot read .npy data: {type(exc).__name__}: {exc}")]
+        finite = np.isfinite(data)
+        if bad := int((~finite).sum()):
+            problems.append(Problem("nan", rel, f"expected finite values, got {bad} NaN/inf values"))
+        if finite.any() and (data[finite].min() < 0.0 or data[finite].max() > 1.0):
+            lo, hi = data[finite].min(), data[finite].max()
+            problems.append(Problem("out_of_range", rel, f"expected values in [0, 1], got [{lo:.4g}, {hi:.4g}]"))
+    return problems
 
 
 def _scan_sample(
@@ -243,9 +254,7 @@ def _scan_sample(
     size = gt.apose_size if task == "apose" else gt.frame_size
     for cell in wanted:
         if cell in found:
-            p = _check_file(found[cell], str(found[cell].relative_to(root)), size)
-            if p:
-                problems.append(p)
+            problems.extend(_check_file(found[cell], str(found[cell].relative_to(root)), size))
     scored = [(v,) for v in protocol.apose_views] if task == "apose" else protocol.cells()
     return {c: found[c] for c in scored if c in found}, layout
 

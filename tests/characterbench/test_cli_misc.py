@@ -146,3 +146,20 @@ def test_results_json_is_plain_json(baselines, gt_shard, tmp_path):
     data = json.loads(record.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert data["metrics"] == {"psnr": 100.0} and [s["key"] for s in data["per_sample"]] == list(KEYS)
     assert Path(data["config"]["pred"]).is_absolute()
+
+
+def test_eval_metric_list_with_spaces_and_decode_errors(baselines, gt_shard, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r.json"
+    args = ["eval", "--pred", str(baselines["ground-truth"]), "--gt", str(gt_shard), "--out", str(out), "--quiet", *OVERRIDE]
+    assert main([*args, "--metrics", " ssim, psnr ,"]) == 0
+    assert sorted(load_results(out).metrics) == ["psnr", "ssim"]
+
+    import characterbench.evaluate
+
+    def broken(config, progress=True):
+        raise OSError("pred/a/view00/frame000.png: cannot decode PNG pixel data: broken data stream")
+
+    monkeypatch.setattr(characterbench.evaluate, "evaluate", broken)
+    assert main([*args, "--metrics", "ssim"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot read or decode an input file" in err and "frame000.png" in err and "Traceback" not in err

@@ -160,3 +160,39 @@ def test_read_prediction_formats(tmp_path):
     Image.fromarray(rgb[..., 0]).save(tmp_path / "c.png")
     with pytest.raises(ValueError, match="expected PNG mode"):
         read_prediction(tmp_path / "c.png")
+
+
+def _png_with_bad_pixel_data(path: Path, size: int) -> None:
+    """A PNG whose chunks and CRCs are valid but whose IDAT is not zlib data: verify() passes it."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # RGB, 8 bits
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"not zlib data" * 8) + chunk(b"IEND", b""))
+
+
+def test_undecodable_pixels_and_several_problems_per_file(gt_pred, gt_index, capsys):
+    a, b = KEYS
+    cells = PROTOCOL_V1.cells()
+    bad, two, three = cell_path(gt_pred, a, cells[3]), cell_path(gt_pred, b, cells[10]), cell_path(gt_pred, b, cells[20])
+    _png_with_bad_pixel_data(bad, SIZE)
+    with Image.open(bad) as img:
+        img.verify()  # the header-level check of old let it through
+    with pytest.raises(OSError, match=f"{bad.name}: cannot decode"):
+        read_prediction(bad)
+    Image.new("L", (SIZE + 2, SIZE)).save(two)
+    wrong = np.full((SIZE + 1, SIZE, 3), 2.0, np.float32)
+    wrong[0, 0, 0] = np.inf
+    three.unlink()
+    np.save(three.with_suffix(".npy"), wrong)
+    with pytest.raises(InvalidPredictionsError) as err:
+        validate_predictions(gt_pred, gt_index, PROTOCOL_V1, "multiview")
+    rel = [str(p.relative_to(gt_pred)) for p in (bad, two, three.with_suffix(".npy"))]
+    found = sorted((p.path, p.kind) for p in err.value.problems)
+    assert found == sorted([
+        (rel[0], "unreadable"), (rel[1], "bad_mode"), (rel[1], "wrong_size"),
+        (rel[2], "nan"), (rel[2], "out_of_range"), (rel[2], "wrong_size"),
+    ])
