@@ -483,7 +483,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     t_start = time.perf_counter()
 
     gt_index = index_ground_truth(config.gt, protocol, progress=progress)
-    pred_index = validate_predictions(config.pred, gt_index, protocol, config.task)
+    pred_index = validate_predictions(config.pred, gt_index, protocol, config.task, workers=max(config.workers, 1))
     kinds = {m: METRICS[m].kind for m in metric_names}
     set_metrics = tuple(m for m in metric_names if kinds[m] in ("video", "set"))
     if set_metrics and len(gt_index.samples) < 2:
