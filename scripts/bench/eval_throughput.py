@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=27)
     p.add_argument("--workers", type=int, default=8, help="decode threads of the evaluation")
     p.add_argument("--work", type=Path, default=Path("/tmp/characterbench-evalbench"))
+    p.add_argument("--bootstrap", type=int, default=1000, help="FVD bootstrap resamples (the eval default: 1000)")
     p.add_argument("--clip-random", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the timings here")
     a = p.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
         os.environ["CHARACTERBENCH_CLIP"] = str(_random_clip(a.work))
         metrics += ("clip_s",)
     cfg = EvalConfig(pred=str(pred), gt=str(gt), metrics=metrics, device=a.device, batch_size=a.batch_size,
-                     workers=a.workers, bootstrap=0)
+                     workers=a.workers, bootstrap=a.bootstrap)
     evaluate(cfg, progress=False) if a.samples <= 4 else None  # warm-up (kernels, weights) on small runs only
     t1 = time.perf_counter()
     results = evaluate(cfg, progress=False)
@@ -124,7 +125,8 @@ def main() -> None:
     timing = dict(results.timing)
     row = {"device": results.device, "samples": results.sample_count, "wall_s": wall,
            "s_per_sample": wall / results.sample_count, "i3d_clips_per_s": timing.get("feature_clips_per_s"),
-           "i3d_clips": timing.get("feature_clips"), "prep_s": prep,
+           "i3d_clips": timing.get("feature_clips"), "bootstrap_s": timing.get("bootstrap_s"),
+           "bootstrap": a.bootstrap, "prep_s": prep,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     print(f"\ncharacterbench eval throughput ({', '.join(metrics)}), {a.resolution} px ground truth")
     for k, v in row.items():
