@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -449,7 +448,6 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
 
     from character4d.posemap import PoseStyle, draw_pose_map
 
-    t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     character, motion = Path(character), Path(motion)
     reset_scene()
@@ -504,9 +502,11 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
     meta = {
         "character_id": fmt.parse_key(key)[0],
         "motion_id": fmt.parse_key(key)[1],
+        # Names and content hashes, not absolute paths or timings: the same inputs must give the same
+        # sample bytes wherever they are rendered (the benchmark hashes meta.json with the images).
         "sources": {
-            "character": {"path": str(character), "sha256": sha256_file(character), "name": character.name},
-            "motion": {"path": str(motion), "sha256": sha256_file(motion), "name": motion.name},
+            "character": {"name": character.name, "sha256": sha256_file(character)},
+            "motion": {"name": motion.name, "sha256": sha256_file(motion)},
         },
         "license": _license_of(character, motion),
         "fps": cfg.fps,
@@ -527,7 +527,6 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
                      "character_rigged": char.rigged},
         "character_height": char.height,
         "character_scale": char.scale,
-        "seconds": time.time() - t0,
     }
     (out / fmt.META).write_bytes(fmt.encode_json(meta))
     (out / fmt.CAMERAS).write_bytes(fmt.encode_json(cameras.to_json()))

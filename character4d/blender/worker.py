@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -50,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from character4d.config import RenderConfig
 
         cfg = RenderConfig.from_json(job["config"])
-        meta = render_sample(job["character"], job["motion"], job["key"], cfg, out,
+        start = time.perf_counter()
+        render_sample(job["character"], job["motion"], job["key"], cfg, out,
                              progress=lambda d, t: report("PROGRESS", [d, t]))
-        report("RESULT", {"ok": True, "seconds": meta["seconds"]})
+        report("RESULT", {"ok": True, "seconds": time.perf_counter() - start})
         return 0
     except Exception as exc:  # reported to the parent, which records it in the manifest
         bad_input = type(exc).__name__ in ("AssetError", "UnmappableSkeletonError")
