@@ -158,7 +158,7 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
     """
     from character4d.jobs import collect_inputs
 
-    if characters is None or motions is None:
+    if not characters or not motions:  # None or empty: the embedded default data
         default_chars, default_motions = default_inputs()
     chars = collect_inputs(characters, CHARACTER_SUFFIXES) if characters else default_chars
     mots = collect_inputs(motions, MOTION_SUFFIXES) if motions else default_motions
