@@ -173,7 +173,7 @@ class BvhMotion:
 
 
 def read_bvh(path: str | Path) -> BvhMotion:
-    """Parse a BVH file (for tests and `character4d inspect`; Blender's importer does the real work).
+    """Parse a BVH file (for tests; Blender's importer does the real work).
 
     Args:
         path: a .bvh file.

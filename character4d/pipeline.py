@@ -97,12 +97,12 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
 
 def default_inputs() -> tuple[list[Path], list[Path]]:
     """The embedded default characters and motions (generated on first use)."""
-    from character4d.default_data import ensure_default_characters, ensure_default_motions
+    from character4d.default_data import ensure_default_motions
 
-    return _run_default_characters(ensure_default_characters), ensure_default_motions()
+    return _default_characters(), ensure_default_motions()
 
 
-def _run_default_characters(ensure: Callable[[], list[Path]]) -> list[Path]:
+def _default_characters() -> list[Path]:
     # Building the characters imports bpy; do it in a child process so this one stays bpy-free.
     from character4d.default_data import CHARACTERS, default_data_dir
 
