@@ -1,0 +1,1 @@
+"""Tests of the reference model (4DGS, transformers, pipeline, training, exports)."""
