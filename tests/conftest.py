@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The third-party test assets live beside the repository, never inside it (../shared/assets/README.md).
+SHARED_ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+
+
+def shared_assets() -> Path:
+    """The ``../shared/assets`` folder.
+
+    A fresh clone has no ``../shared``: there the tests that need it skip with the reason. CI always has
+    it beside the clone, so under ``CI=true`` a missing folder is a failure, never a silent skip.
+    """
+    if SHARED_ASSETS.is_dir():
+        return SHARED_ASSETS
+    message = f"third-party test assets not found at {SHARED_ASSETS} (they live beside the repository, in ../shared)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
