@@ -1,0 +1,627 @@
+"""Auto-rigging geometry (numpy/scipy only): find a standing humanoid's joints from its mesh.
+
+The Blender layer (`character4d.blender.character.autorig`) extracts the vertices and triangles of an
+unrigged character, calls `fit_skeleton`, builds the armature from the joints and skins it. Everything
+that decides where a joint goes lives here, so it is tested without Blender.
+
+How the joints are found (no fixed body proportions for the limb ends and the torso):
+
+1. The mesh is turned into a solid voxel volume (`voxelize`): the surface is rasterised, closed
+   cavities are filled, and a morphological opening removes thin shells. Skirts, capes, open sleeves and
+   hair sheets are one surface thick, so they vanish; limbs, torso and head are solid and stay.
+2. Legs: horizontal cross-sections from the floor up hold two blobs (the feet, then the legs) until they
+   merge at the crotch. The ankles are where a foot's forward reach ends (the section's depth shrinks to
+   the shin's), the hip joints are the leg axes just below the crotch.
+3. Arms: beyond the torso, the solid on each side is an arm; its principal axis gives the arm line in
+   A- and T-poses alike. Walking from the fingertips inwards, sections perpendicular to the arm stay
+   small until they reach the torso (the armpit): that gives the shoulder joint. The wrist is the
+   narrowest section behind the hand.
+4. Spine: the torso's sections between the hips and the shoulders; the neck is where the column above
+   the shoulders is narrowest, the head sits on it.
+
+Where a joint cannot be placed between two geometric landmarks (the knee between hip and ankle, the
+elbow between shoulder and wrist, the spine joints between hips and neck) it is put at the ratio human
+rigs use (measured on the rigged characters of ../shared/assets and the Mixamo/Unreal templates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+# Joints compared with a reference rig (`joint_errors`): the anatomical landmarks every humanoid rig has.
+MAJOR_JOINTS: tuple[str, ...] = (
+    "hips", "spine", "chest", "upperChest", "neck", "head",
+    "leftUpperArm", "leftLowerArm", "leftHand", "rightUpperArm", "rightLowerArm", "rightHand",
+    "leftUpperLeg", "leftLowerLeg", "leftFoot", "rightUpperLeg", "rightLowerLeg", "rightFoot",
+)
+
+
+class AutoRigError(ValueError):
+    """The mesh does not give a trustworthy humanoid fit; the message says what was not found."""
+
+
+@dataclass(frozen=True)
+class Voxels:
+    """A boolean occupancy grid.
+
+    Attributes:
+        occupied: [X, Y, Z] bool.
+        origin: [3] world position of voxel (0, 0, 0)'s centre.
+        size: edge length of a voxel (metres).
+    """
+
+    occupied: np.ndarray
+    origin: np.ndarray
+    size: float
+
+    def centres(self, idx: np.ndarray) -> np.ndarray:
+        """World positions [N, 3] of voxel indices [N, 3]."""
+        return self.origin + np.asarray(idx, dtype=np.float64) * self.size
+
+    def index(self, points: np.ndarray) -> np.ndarray:
+        """Voxel indices [N, 3] (int, unclipped) of world points [N, 3]."""
+        return np.floor((np.asarray(points) - self.origin) / self.size + 0.5).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RigFit:
+    """The result of `fit_skeleton`.
+
+    Attributes:
+        joints: canonical bone -> [3] head position (world), plus ``"<bone>_tail"`` for leaf bones.
+        quality: fit quality in [0, 1] (1: every check passed with margin; see `fit_skeleton`).
+        checks: name -> value of each quality check (symmetry, limb ratios...), for meta.json.
+        warnings: human-readable notes on checks that came close to failing.
+    """
+
+    joints: dict[str, np.ndarray]
+    quality: float
+    checks: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        """The meta.json ``autorig`` entry: quality, checks and warnings."""
+        return {"quality": round(float(self.quality), 4),
+                "checks": {k: round(float(v), 4) for k, v in sorted(self.checks.items())},
+                "warnings": list(self.warnings)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Volume
+
+
+def sample_surface(verts: np.ndarray, faces: np.ndarray, spacing: float) -> np.ndarray:
+    """Points on every triangle, no further than ``spacing`` apart (plus the vertices).
+
+    Args:
+        verts: [N, 3] positions.
+        faces: [F, 3] vertex indices of triangles.
+        spacing: wanted distance between samples (metres).
+
+    Returns:
+        [M, 3] points.
+    """
+    verts = np.asarray(verts, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(faces) == 0:
+        return verts
+    tri = verts[faces]
+    longest = np.max(np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2), axis=1)
+    steps = np.clip(np.ceil(longest / spacing), 1, 256).astype(np.int64)
+    out = [verts]
+    for n in np.unique(steps):
+        if n == 1:
+            continue
+        i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+        keep = i + j <= n
+        bary = np.stack([i[keep], j[keep], n - i[keep] - j[keep]], axis=1) / n  # [K, 3]
+        sel = tri[steps == n]  # [T, 3, 3]
+        out.append(np.einsum("kc,tcd->tkd", bary, sel).reshape(-1, 3))
+    return np.concatenate(out)
+
+
+def voxelize(verts: np.ndarray, faces: np.ndarray | None, size: float, open_radius: int = 1) -> Voxels:
+    """A solid voxel volume of a mesh, without its thin shells.
+
+    The rasterised surface is closed by one voxel (small gaps between parts), every cavity it encloses
+    is filled, and an opening (erosion then dilation by ``open_radius`` voxels) removes structures thinner
+    than about 2 * open_radius + 1 voxels: one-sided skirts, capes and hair sheets.
+
+    Args:
+        verts: [N, 3] positions.
+        faces: [F, 3] triangles, or None for a point cloud (then only vertices are rasterised).
+        size: voxel edge (metres).
+        open_radius: opening radius in voxels (0 keeps thin shells).
+
+    Returns:
+        The volume.
+    """
+    pts = sample_surface(verts, faces, 0.5 * size) if faces is not None else np.asarray(verts, float)
+    pad = 3 + open_radius
+    origin = pts.min(axis=0) - pad * size
+    shape = np.ceil((pts.max(axis=0) - origin) / size).astype(int) + pad + 1
+    grid = np.zeros(shape, dtype=bool)
+    idx = np.floor((pts - origin) / size + 0.5).astype(np.int64)
+    grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+    ball = ndimage.generate_binary_structure(3, 1)
+    grid = ndimage.binary_dilation(grid, ball)
+    grid = ndimage.binary_fill_holes(grid)
+    grid = ndimage.binary_erosion(grid, ball, border_value=0)
+    if open_radius > 0:
+        st = ndimage.iterate_structure(ball, open_radius)
+        grid = ndimage.binary_opening(grid, st)
+    return Voxels(grid, origin, float(size))
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _components_2d(uv: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label the 2D connected components of points on a grid of cell ``size``.
+
+    Returns:
+        (label per point [N], grid origin [2], label grid).
+    """
+    lo = uv.min(axis=0)
+    ij = np.floor((uv - lo) / size + 0.5).astype(np.int64)
+    grid = np.zeros(ij.max(axis=0) + 1, dtype=bool)
+    grid[ij[:, 0], ij[:, 1]] = True
+    lab, _ = ndimage.label(grid, structure=np.ones((3, 3), dtype=bool))
+    return lab[ij[:, 0], ij[:, 1]], lo, lab
+
+
+def _slices(points: np.ndarray, size: float) -> dict[int, np.ndarray]:
+    """Solid voxel centres grouped by horizontal layer index (z / size)."""
+    k = np.floor(points[:, 2] / size + 0.5).astype(np.int64)
+    order = np.argsort(k, kind="stable")
+    ks, starts = np.unique(k[order], return_index=True)
+    return {int(kk): points[order[s:e]] for kk, s, e in zip(ks, starts, list(starts[1:]) + [len(order)])}
+
+
+def _blob_near(section: np.ndarray, size: float, near: np.ndarray) -> np.ndarray | None:
+    """The connected blob of a horizontal section [N, 3] that contains (or is closest to) ``near`` [2]."""
+    if len(section) == 0:
+        return None
+    lab, _, _ = _components_2d(section[:, :2], size)
+    i = int(np.argmin(np.linalg.norm(section[:, :2] - near, axis=1)))
+    return section[lab == lab[i]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Legs
+
+# Hip-joint height above the crotch as a fraction of the standing height: 0.072-0.103 on the five rigged
+# characters of ../shared/assets (two riggers differ by 0.017 on the same mesh); the mean.
+_HIP_ABOVE_CROTCH = 0.088
+# Knee between ankle and hip joint: 0.51-0.55 on the same rigs, 0.52 on the Mixamo template.
+_KNEE_RATIO = 0.52
+# Ankle height as a fraction of the crotch height when the foot shows no narrowing (boots, paws).
+_ANKLE_OF_CROTCH = 0.15
+
+
+def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dict:
+    """Leg landmarks from the horizontal sections of the solid.
+
+    Returns:
+        dict with "crotch" (z), and per side ("left"/"right") the lists of (z, blob centroid [3],
+        blob depth along y) from the floor to the crotch.
+
+    Raises:
+        AutoRigError: when the floor does not show two feet.
+    """
+    lowest = min(slices)
+    floor = slices[lowest]
+    feet = {}
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        # The first layers hold the soles; pick the blob on each side of the symmetry plane.
+        cand = None
+        for k in range(lowest, lowest + max(3, int(0.05 * height / size))):
+            sec = slices.get(k)
+            if sec is None:
+                continue
+            side_pts = sec[sec[:, 0] * sign > 0.25 * size]
+            if len(side_pts):
+                cand = side_pts
+                break
+        if cand is None:
+            raise AutoRigError("auto-rig: cannot find two feet on the floor (expected a standing humanoid)")
+        blob = _blob_near(cand, size, np.array([np.median(cand[:, 0]), np.median(cand[:, 1])]))
+        feet[side] = blob[:, :2].mean(axis=0)
+    del floor
+    track = {"left": [], "right": []}
+    prev = dict(feet)
+    split_top = None
+    top_k = lowest + int(0.65 * height / size)
+    for k in range(lowest, top_k):
+        sec = slices.get(k)
+        if sec is None or len(sec) < 2:
+            continue
+        lab, _, _ = _components_2d(sec[:, :2], size)
+        ids = {}
+        for side in ("left", "right"):
+            i = int(np.argmin(np.linalg.norm(sec[:, :2] - prev[side], axis=1)))
+            ids[side] = lab[i]
+        if ids["left"] == ids["right"]:
+            continue
+        blobs = {s: sec[lab == ids[s]] for s in ids}
+        # Both blobs must lie on their own side (a stray part beside one leg is not the other leg).
+        if blobs["left"][:, 0].mean() <= 0 or blobs["right"][:, 0].mean() >= 0:
+            continue
+        split_top = k
+        for s, b in blobs.items():
+            c = b.mean(axis=0)
+            prev[s] = c[:2]
+            yr = (float(b[:, 1].min()) - 0.5 * size, float(b[:, 1].max()) + 0.5 * size)
+            track[s].append((float(k * size), c, yr[1] - yr[0], yr))
+    if split_top is None or len(track["left"]) < 4:
+        raise AutoRigError("auto-rig: cannot find two separate legs (expected a standing humanoid, legs apart)")
+    return {"crotch": (split_top + 0.5) * size, **track}
+
+
+def _leg_joints(track: list, crotch: float, height: float, size: float) -> dict[str, np.ndarray]:
+    """Hip, knee, ankle and toes of one leg from its section track (floor to crotch)."""
+    z = np.array([t[0] for t in track])
+    cen = np.array([t[1] for t in track])
+    depth = np.array([t[2] for t in track])
+    yrange = [t[3] for t in track]
+    # Ankle: the lowest layer whose depth has shrunk from the foot's length to about the shin's.
+    low = z < 0.5 * crotch
+    shin = float(depth[low].min()) if low.any() else float(depth.min())
+    foot_len = float(depth[z < z.min() + 0.04 * height].max())
+    ankle_z = _ANKLE_OF_CROTCH * crotch
+    if foot_len > 1.5 * shin:
+        # Above the sole's first layers, which can split into heel and toe blobs.
+        hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
+        if len(hit):
+            ankle_z = float(z[hit[0]])
+    hip_z = crotch + _HIP_ABOVE_CROTCH * height
+    knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
+
+    def joint(zq: float, name: str) -> np.ndarray:
+        i = int(np.argmin(np.abs(z - zq)))
+        lo, hi = yrange[i]
+        return np.array([cen[i][0], lo + _DEPTH_FRACTION[name] * (hi - lo), zq])
+
+    ankle = joint(ankle_z, "Foot")
+    knee = joint(knee_z, "LowerLeg")
+    # Hip joint: the thigh just below the crotch (a few layers down, clear of the merge).
+    hip = joint(crotch - 3 * size, "UpperLeg")
+    hip[2] = hip_z
+    # Toes at the ball of the foot: 70 % of the way from the heel to the toe tip.
+    sole = track[0][1]
+    return {"UpperLeg": hip, "LowerLeg": knee, "Foot": ankle, "sole": sole}
+
+
+# --------------------------------------------------------------------------------------------------
+# Arms
+
+# Elbow between shoulder joint and wrist: 0.47-0.56 on the rigged characters of ../shared/assets.
+_ELBOW_RATIO = 0.51
+
+
+def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> dict:
+    """Walk one arm from the fingertips inwards along its principal axis.
+
+    Args:
+        points: [N, 3] solid voxel centres.
+        size: voxel edge.
+        sign: +1 for the left arm (+X), -1 for the right one.
+        above: only points above this height (the crotch) are considered.
+
+    Returns:
+        dict: "tip" [3], "dir" [3] outward unit axis, "s" [S] distances from the tip, "centre" [S, 3]
+        section centres, "height" [S] section extents perpendicular to the arm in the vertical plane,
+        "area" [S] section voxel counts.
+
+    Raises:
+        AutoRigError: when no arm sticks out of the torso.
+    """
+    upper = points[points[:, 2] > above]
+    reach = upper[:, 0] * sign
+    tipx = float(reach.max())
+    distal = upper[reach > 0.55 * tipx]
+    if len(distal) < 8:
+        raise AutoRigError("auto-rig: cannot find the arms (expected an A- or T-pose humanoid)")
+    # Keep the distal blob that holds the fingertips (a long hair lock beside the arm is another blob).
+    grid_idx = np.floor((distal - distal.min(0)) / size + 0.5).astype(np.int64)
+    g = np.zeros(grid_idx.max(0) + 1, dtype=bool)
+    g[tuple(grid_idx.T)] = True
+    lab, _ = ndimage.label(g, structure=np.ones((3, 3, 3), dtype=bool))
+    ids = lab[tuple(grid_idx.T)]
+    distal = distal[ids == ids[int(np.argmax(distal[:, 0] * sign))]]
+    centre = distal.mean(axis=0)
+    _, _, vt = np.linalg.svd(distal - centre, full_matrices=False)
+    d = vt[0] * (1.0 if vt[0][0] * sign > 0 else -1.0)
+    if abs(d[0]) < 0.4:  # arms hanging down (or along the body) cannot be told from the torso here
+        raise AutoRigError(f"auto-rig: the arms point {np.degrees(np.arccos(min(1.0, abs(d[0])))):.0f} degrees "
+                           "away from the sideways axis (expected an A- or T-pose humanoid)")
+    tip = centre + d * float(((distal - centre) @ d).max())
+    e2 = np.array([0.0, 0.0, 1.0]) - d[2] * d
+    e2 /= np.linalg.norm(e2)
+    e1 = np.cross(d, e2)
+    along = (upper - tip) @ d
+    stations, centres, heights, areas = [], [], [], []
+    s = 0.0
+    while True:
+        q = tip - s * d
+        if q[0] * sign <= 0:
+            break
+        slab = upper[np.abs(along + s) <= 0.75 * size]
+        if len(slab):
+            uv = np.stack([(slab - q) @ e1, (slab - q) @ e2], axis=1)
+            lab2, _, _ = _components_2d(uv, size)
+            i = int(np.argmin(np.linalg.norm(uv, axis=1)))
+            if np.linalg.norm(uv[i]) < 0.25 * tipx:
+                blob = uv[lab2 == lab2[i]]
+                stations.append(s)
+                c2 = blob.mean(axis=0)
+                centres.append(q + c2[0] * e1 + c2[1] * e2)
+                heights.append(float(np.ptp(blob[:, 1]) + size))
+                areas.append(float(len(blob)))
+        s += size
+    if len(stations) < 6:
+        raise AutoRigError("auto-rig: cannot follow the arms into the torso (expected an A- or T-pose humanoid)")
+    return {"tip": tip, "dir": d, "s": np.array(stations), "centre": np.array(centres),
+            "height": np.array(heights), "area": np.array(areas), "e2": e2}
+
+
+def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
+    """Shoulder joint, elbow and wrist from an arm profile (see `_arm_profile`)."""
+    s, h, area, cen = prof["s"], prof["height"], prof["area"], prof["centre"]
+    total = float(s[-1])
+    # Baseline arm thickness over the forearm/upper-arm stretch; the armpit is where the section
+    # suddenly reaches much further (into the torso's side).
+    mid = (s > 0.2 * total) & (s < 0.6 * total)
+    base = float(np.median(h[mid])) if mid.any() else float(np.median(h))
+    jump = np.nonzero((s > 0.3 * total) & (h > 1.9 * base))[0]
+    armpit = int(jump[0]) if len(jump) else len(s) - 1
+    s_pit = float(s[armpit])
+    # The shoulder joint sits just inside the armpit (0.00-0.04 m on the rigged characters), on the
+    # arm's centre line, which a straight-line fit over the upper arm and forearm extends to it.
+    s_sh = s_pit + 0.15 * base
+    span = (s > 0.35 * s_pit) & (s < 0.9 * s_pit)
+    if span.sum() >= 2:
+        coef = np.polyfit(s[span], cen[span], 1)  # [2, 3]
+        shoulder = coef[0] * s_sh + coef[1]
+    else:
+        shoulder = prof["tip"] - prof["dir"] * s_sh
+    # Wrist: the narrowest section between the palm (the widest section near the tips) and the forearm.
+    palm_win = np.nonzero((s > 0.05 * s_pit) & (s < 0.25 * s_pit))[0]
+    palm = int(palm_win[np.argmax(area[palm_win])]) if len(palm_win) else 0
+    win = np.nonzero((s > s[palm]) & (s < 0.42 * s_pit))[0]
+    w = int(win[np.argmin(area[win])]) if len(win) else int(np.argmin(np.abs(s - 0.28 * s_pit)))
+    wrist = cen[w]
+    elbow = shoulder + _ELBOW_RATIO * (wrist - shoulder)
+    # Put the elbow on the arm's centre line at that distance.
+    se = float((prof["tip"] - elbow) @ prof["dir"])
+    k = int(np.argmin(np.abs(s - se)))
+    elbow = elbow + (cen[k] - elbow) - prof["dir"] * float((cen[k] - elbow) @ prof["dir"])
+    return {"UpperArm": shoulder, "LowerArm": elbow, "Hand": wrist, "tip": prof["tip"], "armpit_s": s_pit}
+
+
+# --------------------------------------------------------------------------------------------------
+# Torso
+
+# Spine joints between the hips and the neck, as fractions of that span: spine 0.19-0.27, chest
+# 0.42-0.53, upperChest 0.68-0.78 on the rigged characters of ../shared/assets; their means.
+_SPINE_RATIOS = {"spine": 0.25, "chest": 0.47, "upperChest": 0.75}
+
+
+def _column(slices: dict[int, np.ndarray], size: float, z: float, half_width: float) -> np.ndarray | None:
+    """The central blob (around the symmetry plane, within ``half_width`` of it) of the section at ``z``."""
+    sec = slices.get(int(np.floor(z / size + 0.5)))
+    if sec is None:
+        return None
+    sec = sec[np.abs(sec[:, 0]) <= half_width]
+    if len(sec) == 0:
+        return None
+    return _blob_near(sec, size, np.array([0.0, float(np.median(sec[:, 1]))]))
+
+
+# Where a rig puts the torso joints between the front (0) and the back (1) of the body's section:
+# 0.53-0.84 (hips), 0.55-0.65 (spine, chest), 0.49-0.64 (upperChest, neck), 0.23-0.65 (head) on the
+# rigged characters of ../shared/assets; their means.
+_DEPTH_FRACTION = {"hips": 0.66, "spine": 0.58, "chest": 0.6, "upperChest": 0.55, "neck": 0.56, "head": 0.42,
+                   "UpperLeg": 0.53, "LowerLeg": 0.4, "Foot": 0.72}
+
+
+def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float, half: float) -> dict:
+    """Hips, spine, chest, upperChest, neck and head on the torso's centre plane.
+
+    Args:
+        slices: solid voxel centres per layer (`_slices`).
+        size: voxel edge.
+        hips_z, neck_z: heights of the hips and of the shoulder line.
+        top: the top of the figure.
+        half: the shoulder joints' distance from the symmetry plane.
+    """
+    out = {}
+
+    def centre_at(z: float, width: float, name: str) -> np.ndarray:
+        blob = _column(slices, size, z, width)
+        if blob is None:
+            return np.array([0.0, 0.0, z])
+        lo, hi = float(blob[:, 1].min()) - 0.5 * size, float(blob[:, 1].max()) + 0.5 * size
+        return np.array([0.0, lo + _DEPTH_FRACTION[name] * (hi - lo), z])
+
+    out["hips"] = centre_at(hips_z, half, "hips")
+    for name, r in _SPINE_RATIOS.items():
+        out[name] = centre_at(hips_z + r * (neck_z - hips_z), half, name)
+    out["neck"] = centre_at(neck_z, 0.6 * half, "neck")
+    # Head joint: at the narrowest point of the column above the shoulders (the neck), below the skull.
+    # The section is clipped at the shoulder joints, so shoulders and arms read as the full width.
+    widths = []
+    for z in np.arange(neck_z + 2 * size, neck_z + 0.5 * (top - neck_z), size):
+        blob = _column(slices, size, float(z), half)
+        if blob is not None:
+            widths.append((float(np.ptp(blob[:, 0])), float(z)))
+    if widths:
+        narrowest = min(w for w, _ in widths)
+        # The lowest layer within one voxel of the narrowest: the skull base, not the chin's underside.
+        head_z = next(z for w, z in widths if w <= narrowest + size)
+    else:
+        head_z = neck_z + 0.3 * (top - neck_z)
+    out["head"] = centre_at(head_z, half, "head")
+    out["head_tail"] = np.array([0.0, out["head"][1], top])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The fit
+
+# Voxels per standing height: 1.4 cm for a 1.8 m character; limbs stay several voxels thick, one-sided
+# cloth vanishes under the one-voxel opening.
+VOXELS_PER_HEIGHT = 128
+# Left and right estimates further apart than this (fraction of the height) make the fit doubtful.
+_ASYMMETRY_LIMIT = 0.05
+
+
+def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
+    """Fit the canonical humanoid's joints to a standing humanoid mesh (A- or T-pose).
+
+    The mesh must be normalised: feet on z = 0, facing -Y, its left towards +X, roughly centred on the
+    Z axis. Joints come from the solid's geometry (see the module docstring); left and right estimates
+    are averaged in mirror image, and their disagreement is one of the quality checks.
+
+    Args:
+        verts: [N, 3] vertex positions.
+        faces: [F, 3] triangle vertex indices (several disconnected parts are fine); None treats the
+            vertices as a dense point cloud.
+
+    Returns:
+        The fit: joints for every `character4d.skeleton.BODY_BONES` bone (plus leaf tails), quality in
+        [0, 1], the checks and warnings.
+
+    Raises:
+        AutoRigError: no two feet/legs, no arms sticking out sideways, or a fit too asymmetric or out
+            of proportion to trust (the message names what failed).
+    """
+    verts = np.asarray(verts, dtype=np.float64)
+    if verts.ndim != 2 or verts.shape[1] != 3 or len(verts) < 8:
+        raise AutoRigError(f"auto-rig: expected [N >= 8, 3] vertices, got shape {verts.shape}")
+    height = float(verts[:, 2].max() - verts[:, 2].min())
+    if height <= 0:
+        raise AutoRigError("auto-rig: the mesh is flat")
+    size = height / VOXELS_PER_HEIGHT
+    vox = voxelize(verts, faces, size)
+    points = vox.centres(np.argwhere(vox.occupied))
+    points[:, 2] -= verts[:, 2].min()
+    slices = _slices(points, size)
+    top = float(points[:, 2].max())
+
+    legs = _find_legs(slices, size, height)
+    crotch = legs["crotch"]
+    leg = {s: _leg_joints(legs[s], crotch, height, size) for s in ("left", "right")}
+    arm = {s: _arm_joints(_arm_profile(points, size, sign, crotch), size)
+           for s, sign in (("left", 1.0), ("right", -1.0))}
+
+    joints: dict[str, np.ndarray] = {}
+    checks: dict[str, float] = {}
+    warnings: list[str] = []
+    for part, names in ((leg, ("UpperLeg", "LowerLeg", "Foot")), (arm, ("UpperArm", "LowerArm", "Hand"))):
+        for n in names:
+            left, right = part["left"][n], part["right"][n]
+            mirrored = right * np.array([-1.0, 1.0, 1.0])
+            checks[f"asymmetry_{n}"] = float(np.linalg.norm(left - mirrored) / height)
+            mean = (left + mirrored) / 2
+            joints[f"left{n}"] = mean
+            joints[f"right{n}"] = mean * np.array([-1.0, 1.0, 1.0])
+    tip = (arm["left"]["tip"] + arm["right"]["tip"] * np.array([-1.0, 1.0, 1.0])) / 2
+    shoulder_z = float(joints["leftUpperArm"][2])
+    half = float(joints["leftUpperArm"][0])
+    hips_z = float(joints["leftUpperLeg"][2]) - 0.008 * height
+    joints.update(_torso_joints(slices, size, hips_z, shoulder_z, top, half))
+    # The pelvis's section varies in depth (0.2-0.7 m) and so does where rigs put the hips in it; rigs
+    # also put the hips 0.00-0.05 m behind the hip joints (0.015 of the height on average, on
+    # ../shared/assets). The mean of the two estimates is closer than either alone there.
+    joints["hips"][1] = 0.5 * (joints["hips"][1] + float(joints["leftUpperLeg"][1]) + 0.015 * height)
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        ua = joints[f"{side}UpperArm"]
+        joints[f"{side}Shoulder"] = np.array([0.15 * ua[0], (ua[1] + joints["neck"][1]) / 2, ua[2] - 0.01 * height])
+        joints[f"{side}Hand_tail"] = tip * np.array([sign, 1.0, 1.0])
+        foot = joints[f"{side}Foot"]
+        sole = leg["left"]["sole"] * np.array([sign, 1.0, 1.0])
+        floor = slices[min(slices)]
+        near = floor[np.abs(floor[:, 0] - foot[0]) < 0.06 * height]
+        front = float(near[:, 1].min()) if len(near) else foot[1] - 0.08 * height
+        joints[f"{side}Toes"] = np.array([foot[0], foot[1] + 0.7 * (front - foot[1]), 0.012 * height])
+        joints[f"{side}Toes_tail"] = np.array([foot[0], front, 0.012 * height])
+        del sole
+
+    # Quality: proportions every humanoid rig has, and the agreement of the two sides.
+    legs_len = float(joints["leftUpperLeg"][2] - joints["leftFoot"][2])
+    arm_len = float(np.linalg.norm(joints["leftHand"] - joints["leftUpperArm"]))
+    torso = float(joints["neck"][2] - joints["hips"][2])
+    checks["arm_to_torso"] = arm_len / max(torso, 1e-6)
+    checks["leg_to_height"] = legs_len / height
+    checks["neck_below_top"] = (top - float(joints["neck"][2])) / height
+    problems = []
+    worst_asym = max(v for k, v in checks.items() if k.startswith("asymmetry_"))
+    if worst_asym > _ASYMMETRY_LIMIT:
+        problems.append(f"left and right sides disagree by {worst_asym * height * 100:.0f} cm")
+    if not 0.5 < checks["arm_to_torso"] < 2.5:
+        problems.append(f"arm length {arm_len:.2f} m against a torso of {torso:.2f} m")
+    if not 0.08 < checks["leg_to_height"] < 0.7:
+        problems.append(f"legs of {legs_len:.2f} m on a {height:.2f} m figure")
+    if not 0.08 < checks["neck_below_top"] < 0.6:
+        problems.append(f"neck {checks['neck_below_top'] * height:.2f} m below the top")
+    if joints["head"][2] <= joints["neck"][2] or joints["neck"][2] <= joints["hips"][2]:
+        problems.append("spine joints out of order")
+    if problems:
+        raise AutoRigError("auto-rig: the fit is doubtful (" + "; ".join(problems) + ")")
+    quality = float(np.clip(1.0 - worst_asym / _ASYMMETRY_LIMIT, 0.0, 1.0))
+    if quality < 0.5:
+        warnings.append(f"left/right disagreement {worst_asym * height * 100:.1f} cm")
+    checks["height"] = height
+    return RigFit(joints, quality, checks, tuple(warnings))
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparison with a reference rig
+
+
+def apose_joints(heads: dict[str, np.ndarray], arm_deg: float = 40.0) -> dict[str, np.ndarray]:
+    """Joint positions after turning the arms into the canonical A-pose, as the renderer does.
+
+    The renderer (`character4d.blender.render.apose_basis`) turns each upper arm and forearm to point
+    ``arm_deg`` below horizontal, sideways, and leaves every other bone at rest: the elbow and wrist move
+    along the new direction by the rig's own bone lengths.
+
+    Args:
+        heads: canonical bone -> [3] rest head (normalised world).
+        arm_deg: A-pose arm angle below horizontal.
+
+    Returns:
+        canonical bone -> [3] A-pose position (same keys).
+    """
+    out = {k: np.asarray(v, dtype=np.float64).copy() for k, v in heads.items()}
+    a = np.radians(arm_deg)
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        names = [f"{side}UpperArm", f"{side}LowerArm", f"{side}Hand"]
+        if not all(n in heads for n in names):
+            continue
+        d = np.array([sign * np.cos(a), 0.0, -np.sin(a)])
+        upper = out[names[0]]
+        elbow = upper + d * np.linalg.norm(heads[names[1]] - heads[names[0]])
+        hand = elbow + d * np.linalg.norm(heads[names[2]] - heads[names[1]])
+        out[names[1]], out[names[2]] = elbow, hand
+    return out
+
+
+def joint_errors(fitted: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                 joints: tuple[str, ...] = MAJOR_JOINTS) -> dict[str, float]:
+    """Distances (metres) between fitted and reference joints, for the joints both have.
+
+    Args:
+        fitted, reference: canonical bone -> [3] position.
+        joints: which joints to compare.
+
+    Returns:
+        joint -> distance.
+    """
+    return {j: float(np.linalg.norm(np.asarray(fitted[j]) - np.asarray(reference[j])))
+            for j in joints if j in fitted and j in reference}
