@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from character4d.autorig import AutoRigError, fit_skeleton
 from character4d.retarget import facing_rotation
 from character4d.skeleton import BODY_BONES, PARENTS, REQUIRED_BONES, SkeletonMap, UnmappableSkeletonError, map_skeleton
 
@@ -39,6 +40,7 @@ class Character:
         rigged: False when the file had no skeleton and we auto-rigged it.
         height: standing height after normalisation (metres).
         scale: factor applied to the file's units.
+        autorig: the auto-rig fit's quality, checks and warnings (`RigFit.to_json`); None when rigged.
     """
 
     root: object
@@ -48,6 +50,7 @@ class Character:
     rigged: bool
     height: float
     scale: float
+    autorig: dict | None = None
 
 
 def reset_scene() -> None:
@@ -379,101 +382,74 @@ def load_character(path: str | Path, height: float | None = None) -> Character:
     m[:3, 3] = [-centre[0], -centre[1], -verts[:, 2].min()]
     _apply_root(root, m)
 
+    fit = None
     if not rigged:
-        armature, mapping = autorig(meshes, root)
+        armature, mapping, fit = autorig(meshes, root, path)
     armature.data.pose_position = "POSE"
     for pb in armature.pose.bones:
         pb.rotation_mode = "QUATERNION"
     bpy.context.view_layer.update()
     final_h = float(np.ptp(mesh_vertices_world(meshes)[:, 2]))
-    return Character(root, armature, meshes, mapping, rigged, final_h, scale)
+    return Character(root, armature, meshes, mapping, rigged, final_h, scale,
+                     fit.to_json() if fit is not None else None)
 
 
 # --------------------------------------------------------------------------------------------------
-# Auto-rigging of unrigged meshes
+# Auto-rigging of unrigged meshes (the geometry is in character4d.autorig)
 
 
-def fit_skeleton(verts: np.ndarray) -> dict[str, np.ndarray]:
-    """Fit the canonical humanoid's joint positions to a standing humanoid mesh (A- or T-pose).
-
-    The mesh is normalised (feet on z=0, facing -Y, left at +X). Torso and leg joints come from body
-    proportions measured on the mesh; the arms are located from the vertices beyond the torso on each
-    side, whose principal direction gives the arm line, so A- and T-poses both fit.
-
-    Args:
-        verts: [N, 3] normalised vertex positions.
+def mesh_triangles_world(meshes) -> tuple[np.ndarray, np.ndarray]:
+    """World vertex positions and triangles of meshes, all parts in one array pair.
 
     Returns:
-        canonical bone -> [3] head position, plus "<bone>_tail" entries for leaf bones.
-
-    Raises:
-        AssetError: when no arms can be found on either side.
-    """
-    h = float(verts[:, 2].max())
-    cx = 0.0
-    y_mid = float(np.median(verts[(verts[:, 2] > 0.45 * h) & (verts[:, 2] < 0.75 * h), 1]))
-
-    def slab(z0: float, z1: float) -> np.ndarray:
-        return verts[(verts[:, 2] >= z0 * h) & (verts[:, 2] < z1 * h)]
-
-    # Torso half-width at the waist: arms start outside it.
-    waist = slab(0.55, 0.62)
-    torso_half = float(np.percentile(np.abs(waist[:, 0] - cx), 90)) if len(waist) else 0.12 * h
-    shoulder_z = 0.815 * h
-    j: dict[str, np.ndarray] = {}
-    j["hips"] = np.array([cx, y_mid, 0.53 * h])
-    j["spine"] = np.array([cx, y_mid, 0.59 * h])
-    j["chest"] = np.array([cx, y_mid, 0.66 * h])
-    j["upperChest"] = np.array([cx, y_mid, 0.74 * h])
-    j["neck"] = np.array([cx, y_mid, 0.835 * h])
-    j["head"] = np.array([cx, y_mid, 0.875 * h])
-    j["head_tail"] = np.array([cx, y_mid, h])
-    for side, sign in (("left", 1.0), ("right", -1.0)):
-        legs = slab(0.05, 0.45)
-        legs = legs[legs[:, 0] * sign > 0]
-        lx = float(np.median(legs[:, 0])) if len(legs) else sign * 0.09 * h
-        ly = float(np.median(legs[:, 1])) if len(legs) else y_mid
-        j[f"{side}UpperLeg"] = np.array([lx, ly, 0.5 * h])
-        j[f"{side}LowerLeg"] = np.array([lx, ly, 0.28 * h])
-        j[f"{side}Foot"] = np.array([lx, ly, 0.05 * h])
-        j[f"{side}Toes"] = np.array([lx, ly - 0.08 * h, 0.015 * h])
-        j[f"{side}Toes_tail"] = np.array([lx, ly - 0.14 * h, 0.015 * h])
-        # Arms: vertices beyond the torso, above the hips.
-        arm = verts[(verts[:, 0] * sign > torso_half * 1.15) & (verts[:, 2] > 0.45 * h)]
-        if len(arm) < 10:
-            raise AssetError("auto-rig: cannot find the arms (expected an A- or T-pose humanoid)")
-        centre = arm.mean(axis=0)
-        _, _, vt = np.linalg.svd(arm - centre, full_matrices=False)
-        d = vt[0] * np.sign(vt[0][0] * sign or 1.0)  # pointing outwards
-        t = (arm - centre) @ d
-        tip = centre + d * t.max()
-        start = centre + d * t.min()
-        shoulder = np.array([sign * max(torso_half * 0.9, 0.1 * h * 0.6), y_mid, shoulder_z])
-        # The arm line's inner end, pulled to the shoulder height of the torso.
-        upper = np.array([start[0], y_mid, min(start[2], shoulder_z)])
-        j[f"{side}Shoulder"] = shoulder * np.array([0.3, 1, 1])
-        j[f"{side}UpperArm"] = upper
-        length = float(np.linalg.norm(tip - upper))
-        direction = (tip - upper) / max(length, 1e-6)
-        j[f"{side}LowerArm"] = upper + direction * 0.45 * length
-        j[f"{side}Hand"] = upper + direction * 0.82 * length
-        j[f"{side}Hand_tail"] = tip
-    return j
-
-
-def autorig(meshes, root):
-    """Fit the canonical skeleton to unrigged meshes and skin them with Blender's automatic weights.
-
-    Falls back to distance-based weights for vertices the heat solver leaves unweighted (it fails on
-    disconnected or non-manifold parts, which game meshes often have).
-
-    Returns:
-        (armature object, SkeletonMap with convention "autorig").
+        ([N, 3] float64 positions, [F, 3] int64 vertex indices).
     """
     import bpy
 
-    verts = mesh_vertices_world(meshes)
-    joints = fit_skeleton(verts)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    verts, tris, offset = [], [], 0
+    for obj in meshes:
+        src = obj.evaluated_get(depsgraph)
+        mesh = src.to_mesh()
+        mesh.calc_loop_triangles()
+        n = len(mesh.vertices)
+        co = np.empty(n * 3, dtype=np.float64)
+        mesh.vertices.foreach_get("co", co)
+        tri = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
+        mesh.loop_triangles.foreach_get("vertices", tri)
+        mat = np.array(src.matrix_world, dtype=np.float64)
+        verts.append(co.reshape(n, 3) @ mat[:3, :3].T + mat[:3, 3])
+        tris.append(tri.reshape(-1, 3) + offset)
+        offset += n
+        src.to_mesh_clear()
+    return np.concatenate(verts), np.concatenate(tris)
+
+
+def autorig(meshes, root, path: Path | None = None):
+    """Fit the canonical skeleton to unrigged meshes and skin them with Blender's automatic weights.
+
+    The joints come from `character4d.autorig.fit_skeleton`; the character is then moved so that the
+    fitted hips stand on the Z axis, as a rigged character's are. Falls back to distance-based weights
+    for vertices the heat solver leaves unweighted (it fails on disconnected or non-manifold parts,
+    which game meshes often have).
+
+    Returns:
+        (armature object, SkeletonMap with convention "autorig", `character4d.autorig.RigFit`).
+
+    Raises:
+        AssetError: when the fit is doubtful (the message says why).
+    """
+    import bpy
+
+    verts, tris = mesh_triangles_world(meshes)
+    try:
+        fit = fit_skeleton(verts, tris)
+    except AutoRigError as exc:
+        raise AssetError(f"{path}: {exc}" if path is not None else str(exc)) from exc
+    shift = np.eye(4)
+    shift[:2, 3] = -fit.joints["hips"][:2]
+    _apply_root(root, shift)
+    joints = {k: v + shift[:3, 3] for k, v in fit.joints.items()}
     arm_data = bpy.data.armatures.new("autorig")
     arm = bpy.data.objects.new("autorig", arm_data)
     bpy.context.scene.collection.objects.link(arm)
@@ -511,7 +487,7 @@ def autorig(meshes, root):
                 bpy.ops.object.parent_set(type="ARMATURE_NAME", keep_transform=True)
         _fill_missing_weights(mesh, arm)
     mapping = SkeletonMap("autorig", {b: b for b in BODY_BONES}, ())
-    return arm, mapping
+    return arm, mapping, fit
 
 
 def _fill_missing_weights(mesh, arm) -> None:

@@ -524,7 +524,7 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         "source_fps": sampled.fps,
         "source_duration": sampled.duration,
         "skeleton": {"character": char.mapping.to_json(), "motion": sampled.mapping.to_json(),
-                     "character_rigged": char.rigged},
+                     "character_rigged": char.rigged, "autorig": char.autorig},
         "character_height": char.height,
         "character_scale": char.scale,
     }
