@@ -24,7 +24,10 @@ __all__ = ["CameraEncoder", "camera_tokens", "canvas_intrinsics", "plucker_rays"
 
 
 def _as_tensor(name: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value, dtype=torch.float64)
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu", torch.float64)
+    else:
+        t = torch.from_numpy(np.array(value, dtype=np.float64))  # a copy: character4d arrays are read-only
     if t.ndim != len(shape) or tuple(t.shape[1:]) != shape[1:]:
         raise ValueError(f"{name}: expected shape [V, {', '.join(map(str, shape[1:]))}], got {list(t.shape)}")
     return t
