@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from character4d.blender.character import AssetError, armature_bones, import_file, map_armature
+from character4d.clip import choose_start
 from character4d.retarget import facing_rotation, resample_times
 from character4d.skeleton import PARENTS, SkeletonMap
 
@@ -29,6 +30,8 @@ class SampledMotion:
         times: [T] seconds since the first keyframe.
         fps: the source's frame rate.
         duration: the action's length in seconds.
+        start: the start that was used (seconds since the first keyframe; chosen when asked for "auto").
+        lead_in: seconds of calibration/still lead-in that "auto" skipped (0 otherwise).
     """
 
     mapping: SkeletonMap
@@ -42,6 +45,8 @@ class SampledMotion:
     times: np.ndarray
     fps: float
     duration: float
+    start: float = 0.0
+    lead_in: float = 0.0
 
 
 def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
@@ -122,7 +127,31 @@ def _action_range(armature, path: Path) -> tuple[float, float]:
     return float(start), float(end)
 
 
-def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 0.0,
+def _scan_joints(armature, mapping: SkeletonMap, first: float, src_fps: float, duration: float
+                 ) -> tuple[dict[str, np.ndarray], float]:
+    """World positions of every mapped bone's head over the whole action, on a regular grid.
+
+    Returns:
+        (canonical bone -> [T, 3], grid step in seconds).
+    """
+    import bpy
+
+    scene = bpy.context.scene
+    # The source's own frames, or at most ~600 samples for very long takes.
+    dt = max(1.0 / src_fps, duration / 600.0)
+    times = np.arange(0.0, duration + 1e-9, dt)
+    names = {b: n for b, n in mapping.bones.items()}
+    out = {b: [] for b in names}
+    for t in times:
+        frame = first + t * src_fps
+        scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
+        mw = np.array(armature.matrix_world)
+        for b, n in names.items():
+            out[b].append(mw[:3, :3] @ np.array(armature.pose.bones[n].head) + mw[:3, 3])
+    return {b: np.array(v) for b, v in out.items()}, dt
+
+
+def sample_motion(path: str | Path, num_frames: int, fps: float, start: float | str = 0.0,
                   face_front: bool = True) -> SampledMotion:
     """Import a motion file into the current (empty) scene and sample it at the output times.
 
@@ -130,7 +159,8 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
         path: .fbx or .bvh motion file.
         num_frames: output clip length.
         fps: output frame rate.
-        start: start offset in seconds from the first keyframe.
+        start: start offset in seconds from the first keyframe, or "auto": skip a calibration lead-in
+            (T-pose or still frames) and take the window with the most motion (`character4d.clip`).
         face_front: turn the motion about Z so the character faces -Y on average over the clip.
 
     Returns:
@@ -155,6 +185,14 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
         # The BVH importer keeps the file's frame time on the action's keys but not on the scene.
         src_fps = bvh_fps(path) or src_fps
     duration = (last - first) / src_fps
+    lead_in = 0.0
+    if isinstance(start, str):
+        if start != "auto":
+            raise ValueError(f"start: expected seconds >= 0 or 'auto', got {start!r}")
+        armature.data.pose_position = "POSE"
+        scanned, dt = _scan_joints(armature, mapping, first, src_fps, duration)
+        choice = choose_start(scanned, dt, num_frames, fps)
+        start, lead_in = choice.start, choice.lead_in
     if start >= duration:
         raise AssetError(f"{path}: start offset {start:g} s is past the end of the motion ({duration:.3f} s)")
     times = resample_times(num_frames, fps, start, duration)
@@ -200,7 +238,7 @@ def sample_motion(path: str | Path, num_frames: int, fps: float, start: float = 
         mapping=mapping, bones=bones, rest=rest, posed=posed, rest_dirs=rest_dirs, hips=hips,
         rest_hips_height=float(rest_heads["hips"][2] - rest_ankle), leg_length=leg_length(rest_heads),
         times=times, fps=float(src_fps),
-        duration=float(duration),
+        duration=float(duration), start=float(start), lead_in=float(lead_in),
     )
 
 

@@ -521,6 +521,7 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         "seed": cfg.seed,
         "joint_names": list(JOINT_NAMES),
         "source_times": [float(t) for t in sampled.times],
+        "start": {"requested": cfg.start, "chosen_s": sampled.start, "lead_in_s": sampled.lead_in},
         "source_fps": sampled.fps,
         "source_duration": sampled.duration,
         "skeleton": {"character": char.mapping.to_json(), "motion": sampled.mapping.to_json(),
