@@ -1,0 +1,191 @@
+"""Validation of a sample against the contract: every problem is collected before anything is raised."""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from character4d.format.codecs import _DEPTH_READ_MODES
+from character4d.format.meta import REQUIRED_META_KEYS
+from character4d.format.names import (
+    _APOSE,
+    _FRAME_KIND_MODES,
+    _LAYOUT_HINT,
+    _MOTION,
+    _OPTIONAL_KINDS,
+    _TOP_LEVEL_FIELDS,
+    APOSE_JOINTS,
+    CAMERAS,
+    JOINTS,
+    MAX_FRAMES,
+    MAX_VIEWS,
+    META,
+    SampleFormatError,
+    _Field,
+    _frame_field,
+    _parse_field,
+    apose_name,
+    parse_key,
+)
+
+if TYPE_CHECKING:
+    from character4d.format.sample import Sample
+
+class _SampleChecker:
+    """Collects every problem of one sample (helper of Sample.validate)."""
+
+    def __init__(self, sample: Sample) -> None:
+        self.sample = sample
+        self.found: list[str] = []
+
+    def problems(self) -> list[str]:
+        fields = self._parse_names()
+        missing_top = [name for name in _TOP_LEVEL_FIELDS if name not in self.sample.files]
+        if missing_top:
+            self.found.append(f"missing required fields: {', '.join(missing_top)}")
+        meta = self._check_meta()
+        if meta is not None:
+            num_views, num_frames, resolution, num_joints = meta
+            self._check_arrays(num_frames, num_joints)
+            self._check_cameras(num_views, resolution)
+            self._check_completeness(fields, num_views, num_frames)
+            self._check_images(fields, resolution)
+        return self.found
+
+    def _parse_names(self) -> dict[str, _Field]:
+        fields = {}
+        for name in sorted(self.sample.files):
+            parsed = _parse_field(name)
+            if parsed is None:
+                self.found.append(f"unknown field {name!r} ({_LAYOUT_HINT})")
+            else:
+                fields[name] = parsed
+        return fields
+
+    def _check_meta(self) -> tuple[int, int, int, int] | None:
+        if META not in self.sample.files:
+            return None
+        try:
+            meta = self.sample.meta
+        except SampleFormatError as exc:
+            self.found.append(str(exc))
+            return None
+        missing = [name for name in REQUIRED_META_KEYS if name not in meta]
+        if missing:
+            self.found.append(f"meta.json lacks required keys: {', '.join(missing)}")
+            return None
+        counts = [self._positive_int(meta, name, limit) for name, limit in
+                  (("num_views", MAX_VIEWS), ("num_frames", MAX_FRAMES), ("resolution", 1 << 16))]
+        fps = meta["fps"]
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not fps > 0:
+            self.found.append(f"meta.json fps: expected a positive number, got {fps!r}")
+        names = meta["joint_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.found.append("meta.json joint_names: expected a list of strings")
+            names = None
+        elif len(set(names)) != len(names):
+            self.found.append("meta.json joint_names: names are not unique")
+        self._check_ids(meta)
+        if None in counts or names is None:
+            return None
+        num_views, num_frames, resolution = counts
+        self._check_source_times(meta["source_times"], num_frames)
+        return num_views, num_frames, resolution, len(names)
+
+    def _positive_int(self, meta: dict, name: str, limit: int) -> int | None:
+        value = meta[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
+            self.found.append(f"meta.json {name}: expected an integer in [1, {limit}], got {value!r}")
+            return None
+        return value
+
+    def _check_ids(self, meta: dict) -> None:
+        character_id, motion_id = parse_key(self.sample.key)
+        for name, expected in (("character_id", character_id), ("motion_id", motion_id)):
+            if meta[name] != expected:
+                self.found.append(f"meta.json {name}: key {self.sample.key!r} implies {expected!r}, got {meta[name]!r}")
+
+    def _check_source_times(self, times: Any, num_frames: int) -> None:
+        valid = isinstance(times, list) and all(
+            isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) for t in times
+        )
+        if not valid or len(times) != num_frames:
+            got = f"{len(times)} entries" if isinstance(times, list) else type(times).__name__
+            self.found.append(f"meta.json source_times: expected {num_frames} finite numbers, got {got}")
+
+    def _check_arrays(self, num_frames: int, num_joints: int) -> None:
+        for name, shape in ((JOINTS, (num_frames, num_joints, 3)), (APOSE_JOINTS, (num_joints, 3))):
+            if name not in self.sample.files:
+                continue
+            try:
+                array = self.sample._npy(name)
+            except SampleFormatError as exc:
+                self.found.append(str(exc))
+                continue
+            if array.shape != shape or array.dtype != np.float32:
+                self.found.append(
+                    f"{name}: expected float32 {list(shape)} (F, J from meta.json), "
+                    f"got {array.dtype} {list(array.shape)}"
+                )
+
+    def _check_cameras(self, num_views: int, resolution: int) -> None:
+        if CAMERAS not in self.sample.files:
+            return
+        try:
+            cameras = self.sample.cameras
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            self.found.append(f"cameras.json cannot be decoded ({type(exc).__name__}: {exc})")
+            return
+        count = len(cameras.viewmats)
+        if count != num_views:
+            self.found.append(f"cameras.json: expected {num_views} cameras (num_views), got {count}")
+        if (cameras.width, cameras.height) != (resolution, resolution):
+            self.found.append(
+                f"cameras.json: expected {resolution}x{resolution} (resolution), got {cameras.width}x{cameras.height}"
+            )
+
+    def _check_completeness(self, fields: dict[str, _Field], num_views: int, num_frames: int) -> None:
+        for name, parsed in fields.items():
+            out_of_range = (parsed.view is not None and parsed.view >= num_views) or (
+                parsed.frame is not None and parsed.frame >= num_frames
+            )
+            if out_of_range:
+                self.found.append(f"field {name!r} is outside {num_views} views x {num_frames} frames")
+        present = set(fields)
+        expected = {_APOSE: [apose_name(v) for v in range(num_views)]}
+        kinds = [_MOTION, "pose"] + [k for k in _OPTIONAL_KINDS if any(p.kind == k for p in fields.values())]
+        for kind in kinds:
+            prefix = None if kind == _MOTION else kind
+            expected[kind] = [_frame_field(prefix, v, f) for v in range(num_views) for f in range(num_frames)]
+        for kind, names in expected.items():
+            missing = [name for name in names if name not in present]
+            if missing:
+                shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+                self.found.append(f"missing {len(missing)} of {len(names)} {kind!r} fields: {shown}")
+
+    def _check_images(self, fields: dict[str, _Field], resolution: int) -> None:
+        wrong = []
+        for name, parsed in fields.items():
+            if parsed.view is None:
+                continue
+            modes = ("RGBA",) if parsed.kind in (_APOSE, _MOTION) else (_FRAME_KIND_MODES[parsed.kind],)
+            modes = _DEPTH_READ_MODES if parsed.kind == "depth" else modes
+            try:
+                with Image.open(io.BytesIO(self.sample.files[name])) as image:
+                    size, mode, fmt = image.size, image.mode, image.format
+            except (OSError, SyntaxError) as exc:
+                wrong.append(f"{name}: not a readable image ({exc})")
+                continue
+            if fmt != "PNG" or mode not in modes or size != (resolution, resolution):
+                got = f"{size[0]}x{size[1]} {fmt} {mode}"
+                wrong.append(f"{name}: expected {resolution}x{resolution} PNG {modes[0]}, got {got}")
+        if wrong:
+            shown = "; ".join(wrong[:6]) + ("; ..." if len(wrong) > 6 else "")
+            self.found.append(f"{len(wrong)} image(s) with the wrong format: {shown}")
+
+
