@@ -320,3 +320,53 @@ def test_heuristic_agrees_with_the_name_tables_on_real_skeletons():
         skeletons += [_glb_skeleton(ASSETS / "characters" / f) for f in files]
     for names, parents in skeletons:
         assert _match_heuristic(names, _parent_map(names, parents)) == map_skeleton(names, parents).bones
+
+
+def test_register_convention_maps_a_new_naming_scheme():
+    from character4d.skeleton import register_convention, unregister_convention
+
+    # A house naming scheme ("pelvis_jnt", "L_humerus_jnt", ...) that no built-in table knows and whose
+    # anatomical words the heuristic does not read.
+    sided = {"UpperArm": "humerus", "LowerArm": "radius", "Hand": "carpus", "UpperLeg": "femur",
+             "LowerLeg": "tibia", "Foot": "tarsus"}
+    table = {"hips": "pelvis_jnt", "spine": "lumbar_jnt", "head": "skull_jnt"}
+    for side, token in (("left", "L"), ("right", "R")):
+        table.update({f"{side}{role}": f"{token}_{word}_jnt" for role, word in sided.items()})
+    names = list(table.values()) + ["prop_jnt"]
+    with pytest.raises(UnmappableSkeletonError):
+        map_skeleton(names)
+    register_convention("studio", {**table, "head": ["cranium_jnt", "skull_jnt"]})
+    try:
+        assert "studio" in _conventions_now() and _conventions_now()[-1] == "heuristic"
+        mapping = map_skeleton(["rig:" + n for n in names])
+        assert mapping.convention == "studio"
+        assert mapping.bones == {c: "rig:" + s for c, s in table.items()}
+        assert mapping.unmapped == ("rig:prop_jnt",)
+        with pytest.raises(ValueError, match="already registered"):
+            register_convention("studio", table)
+        register_convention("studio", table, replace=True)
+    finally:
+        unregister_convention("studio")
+    assert "studio" not in _conventions_now()
+
+
+def _conventions_now():
+    import character4d.skeleton
+
+    return character4d.skeleton.CONVENTIONS
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "match"),
+    [
+        ("mixamo", {"hips": "Hips"}, "reserved"),
+        ("heuristic", {"hips": "Hips"}, "reserved"),
+        ("x", {}, "at least one"),
+        ("x", {"leftUperArm": "a"}, "leftUpperArm"),
+    ],
+)
+def test_register_convention_rejects(name, table, match):
+    from character4d.skeleton import register_convention
+
+    with pytest.raises(ValueError, match=match):
+        register_convention(name, table)
