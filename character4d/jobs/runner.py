@@ -1,249 +1,35 @@
-"""The deterministic job list and resumable, atomic output of a render run (DESIGN.md section 9).
-
-A job is one (character, motion) pair. ``make_jobs`` builds the full list, sorted by key, from the
-input files; ``--shard i/N`` takes every N-th job starting at i (:func:`select_shard`), so the N
-slices are disjoint and cover every job. :func:`run_jobs` renders one slice with a caller-supplied
-``render_fn`` (no Blender here) and writes::
-
-    out_dir/
-      manifest-{i:05d}-of-{N:05d}.json     config, slice layout, per-job status (atomic rewrite per job)
-      shards/c4d-{i:05d}-of-{N:05d}-{p:04d}.tar   part p: the slice's jobs [p*K, (p+1)*K) that succeeded
-      .staging/<key>/                      finished samples waiting for their part to be packed
-
-Resuming (re-running the same command) is driven by what is on disk: a job is done when its
-sample is in one of the slice's tars or staged as a complete folder (folders are written under a
-``.tmp`` name and renamed, so a kill mid-write leaves only a ``.tmp`` that is discarded). Jobs that
-failed are recorded with their reason and skipped on a re-run; delete a job's entry from the
-manifest (or the whole manifest) to retry it. A part's tar, once written, is never rewritten: a
-retried job whose part is already packed goes into an extra ``...-{p:04d}-r{r:02d}.tar``.
-Slices of one output directory may run concurrently (each touches only its own files); one slice
-must not run twice at the same time.
-"""
+"""`run_jobs`: render one slice into resumable, atomically written output."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
 import shutil
 import sys
 import tarfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from character4d.format import (
-    Sample,
-    SampleFormatError,
-    ShardWriter,
-    read_folder_sample,
-    sample_key,
-    sanitize_id,
-    write_folder_sample,
+from character4d.format import Sample, SampleFormatError, ShardWriter, read_folder_sample, write_folder_sample
+from character4d.jobs.joblist import Job, _check_shard, manifest_name, part_name, select_shard
+from character4d.jobs.manifest import (
+    MANIFEST_VERSION,
+    ConfigMismatchError,
+    _json_normalised,
+    _load_manifest,
+    _write_json_atomic,
 )
 
-__all__ = [
-    "ConfigMismatchError",
-    "Job",
-    "RunSummary",
-    "collect_inputs",
-    "make_jobs",
-    "manifest_name",
-    "parse_shard",
-    "part_name",
-    "run_jobs",
-    "select_shard",
-]
-
-MANIFEST_VERSION = 1
 FORMATS = ("shards", "folders")
 _STAGING = ".staging"
 _SHARDS = "shards"
 
-RenderFn = Callable[["Job", Path], Sample]
-
-
-class ConfigMismatchError(ValueError):
-    """An output directory was started with another config or job slice than the current run.
-
-    Attributes:
-        keys: the differing config (or layout) keys.
-    """
-
-    def __init__(self, message: str, keys: Sequence[str]) -> None:
-        super().__init__(message)
-        self.keys = tuple(keys)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One (character, motion) pair to render.
-
-    Attributes:
-        character_path: the character file, as given.
-        motion_path: the motion file, as given.
-        character_id: ``sanitize_id`` of the character file's stem.
-        motion_id: ``sanitize_id`` of the motion file's stem.
-        key: the sample key ``{character_id}__{motion_id}``.
-    """
-
-    character_path: str
-    motion_path: str
-    character_id: str
-    motion_id: str
-    key: str
-
-
-# --------------------------------------------------------------------------------------------
-# Job list
-# --------------------------------------------------------------------------------------------
-
-
-def _normalise_suffixes(suffixes: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(suffixes, str):
-        suffixes = [suffixes]
-    normalised = tuple(sorted({("." + s.lower().lstrip(".")) for s in suffixes}))
-    if not normalised or normalised == (".",):
-        raise ValueError(f"suffixes: expected file suffixes such as ['.vrm', '.glb'], got {list(suffixes)!r}")
-    return normalised
-
-
-def collect_inputs(paths: Iterable[str | os.PathLike], suffixes: Iterable[str]) -> list[Path]:
-    """Gather input files from files and folders (recursively), sorted and without duplicates.
-
-    Args:
-        paths: files or folders; folders are searched recursively, hidden entries skipped.
-        suffixes: accepted suffixes, case-insensitive, with or without the dot (``[".fbx", "bvh"]``).
-
-    Returns:
-        The files, sorted by their POSIX path.
-
-    Raises:
-        FileNotFoundError: if a path does not exist.
-        ValueError: if a file given explicitly has another suffix, or ``suffixes`` is empty.
-    """
-    accepted = _normalise_suffixes(suffixes)
-    found: set[Path] = set()
-    for raw in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        path = Path(raw)
-        if path.is_file():
-            if path.suffix.lower() not in accepted:
-                raise ValueError(f"paths: {path} does not have one of the suffixes {list(accepted)}")
-            found.add(path)
-        elif path.is_dir():
-            for candidate in path.rglob("*"):
-                hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
-                if not hidden and candidate.is_file() and candidate.suffix.lower() in accepted:
-                    found.add(candidate)
-        else:
-            raise FileNotFoundError(f"paths: {path} does not exist")
-    return sorted(found, key=lambda p: p.as_posix())
-
-
-def _ids(files: Sequence[str | os.PathLike], arg: str) -> dict[str, Path]:
-    if not files:
-        raise ValueError(f"{arg}: expected at least one file, got none")
-    ids: dict[str, Path] = {}
-    for raw in files:
-        path = Path(raw)
-        identifier = sanitize_id(path.stem)
-        if identifier in ids:
-            raise ValueError(
-                f"{arg}: {ids[identifier]} and {path} both give the id {identifier!r} (and the same sample keys); "
-                "rename one of them"
-            )
-        ids[identifier] = path
-    return ids
-
-
-def make_jobs(characters: Sequence[str | os.PathLike], motions: Sequence[str | os.PathLike]) -> list[Job]:
-    """The full, deterministic job list: every character with every motion, sorted by key.
-
-    Args:
-        characters: character files (ids from their stems via ``sanitize_id``).
-        motions: motion files.
-
-    Returns:
-        ``len(characters) * len(motions)`` jobs sorted by key.
-
-    Raises:
-        ValueError: if a list is empty, or two files give the same id (both files are named).
-    """
-    character_ids = _ids(characters, "characters")
-    motion_ids = _ids(motions, "motions")
-    jobs = [
-        Job(str(cpath), str(mpath), cid, mid, sample_key(cid, mid))
-        for cid, cpath in character_ids.items()
-        for mid, mpath in motion_ids.items()
-    ]
-    return sorted(jobs, key=lambda job: job.key)
-
-
-def _check_shard(i: Any, n: Any) -> tuple[int, int]:
-    valid = all(isinstance(x, int) and not isinstance(x, bool) for x in (i, n)) and n >= 1 and 0 <= i < n
-    if not valid:
-        raise ValueError(f"shard: expected integers i/N with N >= 1 and 0 <= i < N, got {i!r}/{n!r}")
-    return i, n
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"i/N"`` (e.g. from ``--shard`` or ``$SLURM_ARRAY_TASK_ID/N``).
-
-    Args:
-        text: ``"i/N"`` with ``0 <= i < N``.
-
-    Returns:
-        ``(i, N)``.
-
-    Raises:
-        ValueError: if the text is not of that form or ``i`` is out of range.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"shard: expected 'i/N' such as '0/4', got {text!r}")
-    i, n = int(match.group(1)), int(match.group(2))
-    if n < 1 or i >= n:
-        raise ValueError(f"shard: expected 0 <= i < N, got {i}/{n} (shards are numbered from 0)")
-    return i, n
-
-
-def select_shard(jobs: Sequence[Job], i: int, n: int) -> list[Job]:
-    """Every N-th job starting at job i: the slice ``i/N`` of the job list.
-
-    Args:
-        jobs: the full job list (from :func:`make_jobs`).
-        i: slice index, ``0 <= i < n``.
-        n: number of slices.
-
-    Returns:
-        ``jobs[i::n]``.
-
-    Raises:
-        ValueError: if ``i``/``n`` are out of range.
-    """
-    _check_shard(i, n)
-    return list(jobs[i::n])
-
-
-def part_name(i: int, n: int, p: int, retry: int = 0) -> str:
-    """File name of part ``p`` of slice ``i/n`` (``retry`` > 0: an extra part for retried jobs)."""
-    suffix = f"-r{retry:02d}" if retry else ""
-    return f"c4d-{i:05d}-of-{n:05d}-{p:04d}{suffix}.tar"
-
-
-def manifest_name(i: int, n: int) -> str:
-    """File name of the manifest of slice ``i/n``."""
-    return f"manifest-{i:05d}-of-{n:05d}.json"
-
-
-# --------------------------------------------------------------------------------------------
-# Summary
-# --------------------------------------------------------------------------------------------
+RenderFn = Callable[[Job, Path], Sample]
 
 
 @dataclass(frozen=True)
@@ -274,62 +60,6 @@ class RunSummary:
         """True when no job of the slice is recorded as failed."""
         return not self.failed
 
-
-# --------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _json_normalised(config: Mapping[str, Any]) -> dict[str, Any]:
-    # Compare configs as JSON sees them (tuples become lists), since that is what the manifest holds.
-    try:
-        return json.loads(json.dumps(dict(config), sort_keys=True, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"config: expected a JSON-serialisable mapping, got {exc}") from exc
-
-
-def _differing_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k, ...) != new.get(k, ...))
-
-
-def _load_manifest(path: Path, config: dict, layout: dict, shard: tuple[int, int]) -> dict[str, dict]:
-    """Return the recorded job entries of an existing manifest after checking it matches this run."""
-    if not path.exists():
-        return {}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        recorded_config, recorded_layout, jobs = manifest["config"], manifest["layout"], manifest["jobs"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a run_jobs manifest ({exc}); move it away to start over") from exc
-    if list(manifest.get("shard", [])) != list(shard):
-        raise ConfigMismatchError(f"{path}: records shard {manifest.get('shard')}, expected {list(shard)}", ["shard"])
-    differing = _differing_keys(recorded_config, config)
-    if differing:
-        details = ", ".join(
-            f"{k}: {recorded_config.get(k, '<absent>')!r} -> {config.get(k, '<absent>')!r}" for k in differing
-        )
-        raise ConfigMismatchError(
-            f"{path}: this output was started with another config ({details}); use a new out_dir "
-            "so that one output never mixes settings",
-            differing,
-        )
-    differing = _differing_keys(recorded_layout, layout)
-    if differing:
-        raise ConfigMismatchError(
-            f"{path}: this output was started with another job slice or output layout (differs in "
-            f"{', '.join(differing)}: the job list, fmt or samples_per_tar changed); use a new out_dir",
-            differing,
-        )
-    return {key: dict(entry) for key, entry in jobs.items()}
 
 
 # --------------------------------------------------------------------------------------------
