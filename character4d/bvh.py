@@ -227,3 +227,23 @@ def read_bvh(path: str | Path) -> BvhMotion:
     if frames == 0 or values.size % frames:
         raise ValueError(f"{path}: {values.size} channel values do not split into {frames} frames")
     return BvhMotion(tuple(names), tuple(parents), np.array(offsets), frame_time, values.reshape(frames, -1))
+
+
+def bvh_fps(path: str | Path) -> float | None:
+    """The frame rate in a BVH file's ``Frame Time:`` line, read without parsing the channels.
+
+    Blender's BVH importer keeps the file's frame time on the action's keys but not on the scene, so
+    the motion sampler reads it here.
+
+    Args:
+        path: a .bvh file.
+
+    Returns:
+        Frames per second, or None when the line is missing or the frame time is not positive.
+    """
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            if line.strip().lower().startswith("frame time:"):
+                dt = float(line.split(":")[1])
+                return 1.0 / dt if dt > 0 else None
+    return None

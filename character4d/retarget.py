@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from character4d.skeleton import PARENTS, SkeletonMap
+
 _EPS = 1e-9
 
 
@@ -259,3 +261,68 @@ def resample_times(
     if duration is not None:
         times = np.minimum(times, max(duration, 0.0))
     return times
+
+
+# --------------------------------------------------------------------------------------------------
+# Rest-pose measurements of a mapped skeleton (shared by the motion and the character side)
+
+
+def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
+    """Mapped canonical bones, parents before children (ties by name).
+
+    Args:
+        mapping: a skeleton map.
+
+    Returns:
+        The canonical names of ``mapping.bones``, sorted by depth in `PARENTS`, then by name.
+    """
+
+    def depth(b: str) -> int:
+        d, p = 0, PARENTS.get(b)
+        while p is not None:
+            d, p = d + 1, PARENTS.get(p)
+        return d
+
+    return tuple(sorted(mapping.bones, key=lambda b: (depth(b), b)))
+
+
+# Child used for a bone's direction; the first that is mapped wins.
+_DIRECTION_CHILD = {
+    "hips": ("spine",), "spine": ("chest", "upperChest", "neck"), "chest": ("upperChest", "neck"),
+    "upperChest": ("neck",), "neck": ("head",),
+    **{f"{s}Shoulder": (f"{s}UpperArm",) for s in ("left", "right")},
+    **{f"{s}UpperArm": (f"{s}LowerArm",) for s in ("left", "right")},
+    **{f"{s}LowerArm": (f"{s}Hand",) for s in ("left", "right")},
+    **{f"{s}Hand": (f"{s}MiddleProximal",) for s in ("left", "right")},
+    **{f"{s}UpperLeg": (f"{s}LowerLeg",) for s in ("left", "right")},
+    **{f"{s}LowerLeg": (f"{s}Foot",) for s in ("left", "right")},
+    **{f"{s}Foot": (f"{s}Toes",) for s in ("left", "right")},
+}
+
+
+def rest_directions(heads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rest direction of each bone: from its head to the head of its mapped canonical child.
+
+    Args:
+        heads: canonical bone -> [3] rest head (world).
+
+    Returns:
+        canonical bone -> [3] unit direction, for bones with a mapped child.
+    """
+    out = {}
+    for bone, kids in _DIRECTION_CHILD.items():
+        if bone not in heads:
+            continue
+        for kid in kids:
+            if kid in heads:
+                d = heads[kid] - heads[bone]
+                if np.linalg.norm(d) > 1e-6:
+                    out[bone] = d / np.linalg.norm(d)
+                    break
+    return out
+
+
+def leg_length(heads: dict[str, np.ndarray]) -> float:
+    """Mean upper-leg + lower-leg length of a skeleton (canonical bone -> [3] rest head)."""
+    return float(0.5 * sum(np.linalg.norm(heads[f"{s}UpperLeg"] - heads[f"{s}LowerLeg"])
+                           + np.linalg.norm(heads[f"{s}LowerLeg"] - heads[f"{s}Foot"]) for s in ("left", "right")))

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from character4d.blender.character import AssetError, armature_bones, import_file, map_armature
+from character4d.bvh import bvh_fps
 from character4d.clip import choose_start
-from character4d.retarget import facing_rotation, resample_times
-from character4d.skeleton import PARENTS, SkeletonMap
+from character4d.retarget import canonical_order, facing_rotation, leg_length, resample_times, rest_directions
+from character4d.skeleton import SkeletonMap
 
 
 @dataclass(frozen=True)
@@ -47,60 +48,6 @@ class SampledMotion:
     duration: float
     start: float = 0.0
     lead_in: float = 0.0
-
-
-def canonical_order(mapping: SkeletonMap) -> tuple[str, ...]:
-    """Mapped canonical bones, parents before children."""
-
-    def depth(b: str) -> int:
-        d, p = 0, PARENTS.get(b)
-        while p is not None:
-            d, p = d + 1, PARENTS.get(p)
-        return d
-
-    return tuple(sorted(mapping.bones, key=lambda b: (depth(b), b)))
-
-
-# Child used for a bone's direction; the first that is mapped wins.
-_DIRECTION_CHILD = {
-    "hips": ("spine",), "spine": ("chest", "upperChest", "neck"), "chest": ("upperChest", "neck"),
-    "upperChest": ("neck",), "neck": ("head",),
-    **{f"{s}Shoulder": (f"{s}UpperArm",) for s in ("left", "right")},
-    **{f"{s}UpperArm": (f"{s}LowerArm",) for s in ("left", "right")},
-    **{f"{s}LowerArm": (f"{s}Hand",) for s in ("left", "right")},
-    **{f"{s}Hand": (f"{s}MiddleProximal",) for s in ("left", "right")},
-    **{f"{s}UpperLeg": (f"{s}LowerLeg",) for s in ("left", "right")},
-    **{f"{s}LowerLeg": (f"{s}Foot",) for s in ("left", "right")},
-    **{f"{s}Foot": (f"{s}Toes",) for s in ("left", "right")},
-}
-
-
-def rest_directions(heads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Rest direction of each bone: from its head to the head of its mapped canonical child.
-
-    Args:
-        heads: canonical bone -> [3] rest head (world).
-
-    Returns:
-        canonical bone -> [3] unit direction, for bones with a mapped child.
-    """
-    out = {}
-    for bone, kids in _DIRECTION_CHILD.items():
-        if bone not in heads:
-            continue
-        for kid in kids:
-            if kid in heads:
-                d = heads[kid] - heads[bone]
-                if np.linalg.norm(d) > 1e-6:
-                    out[bone] = d / np.linalg.norm(d)
-                    break
-    return out
-
-
-def leg_length(heads: dict[str, np.ndarray]) -> float:
-    """Mean upper-leg + lower-leg length of a skeleton (canonical bone -> [3] rest head)."""
-    return float(0.5 * sum(np.linalg.norm(heads[f"{s}UpperLeg"] - heads[f"{s}LowerLeg"])
-                           + np.linalg.norm(heads[f"{s}LowerLeg"] - heads[f"{s}Foot"]) for s in ("left", "right")))
 
 
 def bone_rotations_world(armature, names, posed: bool) -> np.ndarray:
@@ -260,14 +207,7 @@ def _clip_heading(posed: np.ndarray, rest: np.ndarray, hips: int, rest_left: np.
     return facing_rotation(np.array([direction[0], direction[1], 0.0]))
 
 
-def bvh_fps(path: Path) -> float | None:
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            if line.strip().lower().startswith("frame time:"):
-                dt = float(line.split(":")[1])
-                return 1.0 / dt if dt > 0 else None
-    return None
-
-
+# canonical_order, rest_directions, leg_length (character4d.retarget) and bvh_fps (character4d.bvh) are
+# bpy-free and live there; they stay importable from here.
 __all__ = ["SampledMotion", "sample_motion", "canonical_order", "rest_directions", "bone_rotations_world",
-           "armature_bones", "leg_length"]
+           "armature_bones", "leg_length", "bvh_fps"]

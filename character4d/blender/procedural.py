@@ -269,10 +269,12 @@ def build_character_file(spec: CharacterSpec, path: str | Path) -> Path:
     """
     import bpy
 
+    from character4d.default_data import unique_temp
+
     path = Path(path)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     build_character(spec)
-    tmp = path.with_name(path.stem + ".tmp.glb")
+    tmp = unique_temp(path)  # unique per process: concurrent builds must not share a name
     bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB", export_animations=False,
                               export_skins=True, export_apply=False)
     tmp.replace(path)

@@ -8,6 +8,7 @@ the next frame) so Cycles' persistent data reuses one BVH per frame.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import sys
 from collections.abc import Callable
@@ -24,17 +25,20 @@ from character4d.blender.character import (
     mesh_vertices_world,
     reset_scene,
 )
-from character4d.blender.motion import (
-    SampledMotion,
-    bone_rotations_world,
-    canonical_order,
-    leg_length,
-    rest_directions,
-    sample_motion,
-)
+from character4d.blender.motion import SampledMotion, bone_rotations_world, sample_motion
 from character4d.cameras import Cameras, project, rig_cameras
 from character4d.config import RenderConfig
-from character4d.retarget import hips_offsets, rest_alignment, transfer_rotations, world_to_basis
+from character4d.framing import framing_record, joints_outside, silhouette_at_edge
+from character4d.png_metadata import strip_png_metadata
+from character4d.retarget import (
+    canonical_order,
+    hips_offsets,
+    leg_length,
+    rest_alignment,
+    rest_directions,
+    transfer_rotations,
+    world_to_basis,
+)
 from character4d.skeleton import FACE_POINTS, JOINT_NAMES, PARENTS
 
 # Lights are fixed in the world (not to the camera) so that all views see one consistent scene.
@@ -135,40 +139,6 @@ def setup_scene(cfg: RenderConfig):
     return cam
 
 
-# PNG chunks that carry no pixels: Blender writes render time, date and statistics into tEXt chunks.
-_PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"tIME", b"eXIf", b"pHYs"}
-
-
-def strip_png_metadata(data: bytes) -> bytes:
-    """Drop the metadata chunks of a PNG (render time, date...), keeping the image chunks untouched.
-
-    Same inputs must give the same bytes, or shard hashes (and the benchmark's ground-truth manifest
-    hash) would change with every render; Cycles writes its timings into every PNG whatever the stamp
-    settings say.
-
-    Args:
-        data: a PNG file.
-
-    Returns:
-        The PNG without tEXt/zTXt/iTXt/tIME/eXIf/pHYs chunks.
-
-    Raises:
-        ValueError: if ``data`` is not a PNG.
-    """
-    import struct
-
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("strip_png_metadata: not a PNG file")
-    out, pos = [data[:8]], 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        end = pos + 12 + length
-        if data[pos + 4 : pos + 8] not in _PNG_METADATA_CHUNKS:
-            out.append(data[pos:end])
-        pos = end
-    return b"".join(out)
-
-
 def setup_depth_output(folder: Path):
     """Route Blender's Z pass to a 32-bit EXR through a compositor File Output node.
 
@@ -242,7 +212,7 @@ def _set_border(scene, uv: np.ndarray, size: int, margin_px: float = 6.0) -> Non
 
 def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
                  on_image: Callable[[], None] | None = None,
-                 depth: tuple[Path, Callable[[int], Path]] | None = None) -> None:
+                 depth: tuple[Path, Callable[[int], Path]] | None = None) -> list[bool]:
     """Render the current scene state from each camera into ``paths``.
 
     Args:
@@ -252,11 +222,16 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
         paths: output file per view.
         on_image: called after each image (progress).
         depth: (EXR written by the depth node, view -> depth PNG path) to also save depth maps.
+
+    Returns:
+        Per view: does the silhouette touch the image border (`character4d.framing.silhouette_at_edge`)?
     """
     import bpy
     import mathutils
+    from PIL import Image
 
     scene = bpy.context.scene
+    edges = []
     for v, path in enumerate(paths):
         cam.matrix_world = mathutils.Matrix(cameras.c2w_blender[v].tolist())
         uv, z = project(verts, cameras.viewmats[v], cameras.Ks[v])
@@ -264,11 +239,15 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
         _set_border(scene, uv, cameras.width)
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
-        path.write_bytes(strip_png_metadata(path.read_bytes()))
+        data = strip_png_metadata(path.read_bytes())
+        path.write_bytes(data)
+        with Image.open(io.BytesIO(data)) as image:
+            edges.append(silhouette_at_edge(np.asarray(image.convert("RGBA"))[..., 3]))
         if depth is not None:
             depth[1](v).write_bytes(fmt.encode_depth(read_depth(depth[0], path)))
         if on_image is not None:
             on_image()
+    return edges
 
 
 # --------------------------------------------------------------------------------------------------
@@ -476,8 +455,8 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
     _apply_basis(char, apose_basis(char, cfg.apose_arm_deg), None)
     bpy.context.view_layer.update()
     apose_joints = current_joints(char, face_local)
-    render_views(cam, cameras, mesh_vertices_world(char.meshes),
-                 [out / fmt.apose_name(v) for v in range(views)], tick)
+    apose_edge = render_views(cam, cameras, mesh_vertices_world(char.meshes),
+                              [out / fmt.apose_name(v) for v in range(views)], tick)
 
     # Motion: bake keyframes, then render frame by frame.
     basis, hips_loc = retarget_basis(char, sampled, cfg.root_motion)
@@ -486,10 +465,11 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         _apply_basis(char, basis, f, hips_loc[f])
     scene.frame_start, scene.frame_end = 0, cfg.num_frames - 1
     joints = np.zeros((cfg.num_frames, len(JOINT_NAMES), 3))
+    edge = np.zeros((views, cfg.num_frames), dtype=bool)
     for f in range(cfg.num_frames):
         scene.frame_set(f)
         joints[f] = current_joints(char, face_local)
-        render_views(cam, cameras, mesh_vertices_world(char.meshes),
+        edge[:, f] = render_views(cam, cameras, mesh_vertices_world(char.meshes),
                      [out / fmt.frame_name(v, f) for v in range(views)], tick,
                      depth=(depth_exr, lambda v, f=f: out / fmt.depth_name(v, f)) if cfg.depth else None)
         for v in range(views):
@@ -526,6 +506,7 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         "source_duration": sampled.duration,
         "skeleton": {"character": char.mapping.to_json(), "motion": sampled.mapping.to_json(),
                      "character_rigged": char.rigged, "autorig": char.autorig},
+        "framing": framing_record(joints_outside(joints, cameras), edge, apose_edge),
         "character_height": char.height,
         "character_scale": char.scale,
     }
@@ -546,17 +527,19 @@ def _write_masks(out: Path, views: int, frames: int) -> None:
 
 
 def _license_of(character: Path, motion: Path) -> dict | None:
-    """Licence notes for files we know (the embedded default data); None means unknown."""
-    from character4d.default_data import default_data_dir
+    """Licence notes of the inputs, from the ``<file>.license.json`` beside each (None: unknown).
 
-    try:
-        base = default_data_dir().resolve()
-        ours = all(base in p.resolve().parents for p in (character, motion))
-    except OSError:
-        ours = False
-    if ours:
-        return {"license": "CC0-1.0", "attribution": "procedurally generated by character4d"}
-    return None
+    When both files carry the same note (the default data), it is the sample's; otherwise each file's
+    note (or None) is given separately.
+    """
+    from character4d.default_data import read_license
+
+    notes = read_license(character), read_license(motion)
+    if notes[0] is not None and notes[0] == notes[1]:
+        return notes[0]
+    if notes == (None, None):
+        return None
+    return {"character": notes[0], "motion": notes[1]}
 
 
 if __name__ == "__main__":  # pragma: no cover - use character4d.blender.worker

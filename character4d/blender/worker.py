@@ -8,6 +8,10 @@ the final ``RESULT <json>`` line that the parent reads.
 Job file: ``{"character": path, "motion": path, "key": str, "config": RenderConfig.to_json(),
 "out": folder}``. Exit status: 0 on success, 3 for a bad input (AssetError / unmappable skeleton),
 1 for anything else.
+
+``python -m character4d.blender.worker build-character SPEC_JSON OUT.glb`` builds one procedural
+character (`character4d.default_data.CharacterSpec.to_json`) into a GLB: `character4d.default_data`
+runs it in a child process so that it never imports Blender itself.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ def _redirect_blender_output(log_path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "build-character":
+        return build_character(argv[1:])
     if len(argv) != 1:
         print("usage: python -m character4d.blender.worker JOB.json", file=sys.stderr)
         return 2
@@ -62,6 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         report("RESULT", {"ok": False, "error": type(exc).__name__, "message": str(exc), "bad_input": bad_input,
                           "traceback": "" if bad_input else traceback.format_exc()[-4000:]})
         return 3 if bad_input else 1
+
+
+def build_character(argv: list[str]) -> int:
+    """``build-character SPEC_JSON OUT.glb``: one procedural character into a GLB."""
+    if len(argv) != 2:
+        print("usage: python -m character4d.blender.worker build-character SPEC_JSON OUT.glb", file=sys.stderr)
+        return 2
+    from character4d.blender.procedural import build_character_file
+    from character4d.default_data import CharacterSpec
+
+    build_character_file(CharacterSpec.from_json(json.loads(argv[0])), Path(argv[1]))
+    return 0
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_strip_png_metadata_keeps_pixels_and_drops_text():
 
     from PIL import Image, PngImagePlugin
 
-    from character4d.blender.render import strip_png_metadata
+    from character4d.png_metadata import strip_png_metadata
 
     info = PngImagePlugin.PngInfo()
     info.add_text("RenderTime", "00:00.67")

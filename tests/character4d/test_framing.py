@@ -1,0 +1,67 @@
+"""Framing: joints and silhouettes leaving the image are detected, and the default motions stay in frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from character4d.cameras import RigConfig, rig_cameras
+from character4d.default_data import CHARACTERS, MOTIONS
+from character4d.framing import framing_record, framing_warning, joints_outside, silhouette_at_edge
+from tests.character4d.template_fk import forward_kinematics
+
+CAMS = rig_cameras(RigConfig(num_views=21, resolution=512))
+
+
+def test_joints_outside_against_the_rig_geometry():
+    # The rig looks horizontally at (0, 0, 0.7) from 3.5 m with tan(fov / 2) = 0.36: at the orbit's centre
+    # it sees heights 0.7 +- 1.26 m. A point at 1.90 m is inside every view, one at 2.02 m in none.
+    inside = np.array([[[0.0, 0.0, 1.90], [0.0, 0.0, 0.1]]])
+    outside = np.array([[[0.0, 0.0, 2.02], [0.0, 0.0, 0.1]]])
+    assert not joints_outside(inside, CAMS).any()
+    assert joints_outside(outside, CAMS).all()
+    # Half a metre towards view 0's camera (at -Y) the top of view 0 drops to 0.7 + 0.36 * 3.0 = 1.78 m;
+    # the opposite camera (view ~10.5) is now 4 m away and sees up to 2.14 m.
+    near = np.array([[[0.0, -0.5, 1.85]]])
+    flags = joints_outside(near, CAMS)[:, 0]
+    assert flags[0] and not flags[10] and not flags[11]
+    # NaN joints (a skeleton without them) are ignored; a joint behind a camera is outside.
+    assert not joints_outside(np.full((1, 2, 3), np.nan), CAMS).any()
+    assert joints_outside(np.array([[[0.0, -3.6, 0.7]]]), CAMS)[0, 0]
+    assert joints_outside(inside[[0, 0]], CAMS).shape == (21, 2)
+
+
+def test_silhouette_edge_and_the_record():
+    alpha = np.zeros((8, 8), dtype=np.uint8)
+    alpha[2:6, 2:6] = 255
+    assert not silhouette_at_edge(alpha)
+    alpha[0, 4] = 3
+    assert silhouette_at_edge(alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        silhouette_at_edge(np.zeros((2, 2, 2)))
+    j = np.array([[False, True], [False, False]])
+    s = np.array([[False, True], [True, False]])
+    rec = framing_record(j, s, np.array([False, True]))
+    assert rec == {"joint_outside": [[0, 1], [0, 0]], "silhouette_at_edge": [[0, 1], [1, 0]],
+                   "apose_silhouette_at_edge": [0, 1], "clipped": 2}
+    meta = {"character_id": "bram", "motion_id": "jump", "framing": rec}
+    assert framing_warning(meta) == "bram__jump: 2 of 4 images leave the frame (views 0, 1)"
+    assert framing_warning({"framing": framing_record(j & False, s & False, [0, 0])}) is None
+    assert framing_warning({}) is None
+
+
+@pytest.mark.parametrize("motion", MOTIONS, ids=lambda m: m.name)
+def test_default_motions_stay_in_frame(motion):
+    """Every default character's joints, over every 1.6 s window (25 frames at 15 fps) of every default
+    motion, with the hips motion centred on the window as ``root_motion="center"`` does, project
+    inside all 21 views of the rig (the head-top joint included)."""
+    window = 24
+    for spec in CHARACTERS:
+        names, pos = forward_kinematics(motion, 15.0, spec.height)
+        hips = pos[:, names.index("Hips")]
+        for start in range(0, max(1, len(pos) - window)):
+            clip = pos[start:start + window + 1].copy()
+            clip[..., :2] -= hips[start:start + window + 1, :2].mean(axis=0)
+            flags = joints_outside(clip, CAMS)
+            assert not flags.any(), (f"{spec.name} {motion.name} from frame {start}: joints leave views "
+                                     f"{np.nonzero(flags.any(axis=1))[0].tolist()}")
