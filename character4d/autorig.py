@@ -452,18 +452,28 @@ def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float,
     for name, r in _SPINE_RATIOS.items():
         out[name] = centre_at(hips_z + r * (neck_z - hips_z), half, name)
     out["neck"] = centre_at(neck_z, 0.6 * half, "neck")
-    # Head joint: at the narrowest point of the column above the shoulders (the neck), below the skull.
-    # The section is clipped at the shoulder joints, so shoulders and arms read as the full width.
-    widths = []
-    for z in np.arange(neck_z + 2 * size, neck_z + 0.5 * (top - neck_z), size):
-        blob = _column(slices, size, float(z), half)
+    # Head joint: at the skull's base. Above the shoulders (once the arms have left the section), the
+    # column narrows to the neck and widens again into the skull; rigs put the head joint near the
+    # narrowest layer (from 0.03 m below to 0.05 m above it on ../shared/assets; two rigs of one mesh
+    # there differ by 0.09 m). A head sitting straight on the body (no neck) has no such rebound: then
+    # the head joint is at the top of the shoulders.
+    head_z = None
+    profile = []
+    for z in np.arange(neck_z + size, top, size):
+        blob = _column(slices, size, float(z), 3.0 * half)
         if blob is not None:
-            widths.append((float(np.ptp(blob[:, 0])), float(z)))
-    if widths:
-        narrowest = min(w for w, _ in widths)
-        # The lowest layer within one voxel of the narrowest: the skull base, not the chin's underside.
-        head_z = next(z for w, z in widths if w <= narrowest + size)
-    else:
+            profile.append((float(z), float(np.ptp(blob[:, 0])) + size))
+    above = [(z, w) for z, w in profile if w < 3.0 * half]  # the arms have left the section
+    if above:
+        shoulder_top = above[0][0]
+        lower = [(z, w) for z, w in above if z < shoulder_top + 0.5 * (top - shoulder_top)]
+        z_n, w_n = min(lower, key=lambda zw: zw[1])
+        skull = max(w for z, w in above if z > z_n) if any(z > z_n for z, _ in above) else w_n
+        if skull > 1.25 * w_n:
+            head_z = z_n
+        else:
+            head_z = shoulder_top
+    if head_z is None:
         head_z = neck_z + 0.3 * (top - neck_z)
     out["head"] = centre_at(head_z, half, "head")
     out["head_tail"] = np.array([0.0, out["head"][1], top])

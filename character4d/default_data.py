@@ -244,12 +244,13 @@ def _walk(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def _wave(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     w = 2 * np.pi * t / 0.8
     rot = _arms_down(70, t)
-    # Right arm out to the side and forward (rotation about +Y lifts the -X-pointing arm, about +Z
-    # brings it forward), just below horizontal, forearm up and waving side to side. The hand stays
-    # at head height: the Character4D rig (camera at 0.7 m, 39.6 degree fov, 3.5 m away) sees up to
-    # 1.96 m at the centre and less nearer a camera, and a hand raised above a tall head is cut off.
-    rot["RightArm"] = _rot(Y, -np.radians(15) * np.ones_like(t)) @ _rot(Z, np.radians(25) * np.ones_like(t))
-    rot["RightForeArm"] = _rot(Y, np.radians(40) + np.radians(20) * np.sin(w))
+    # Right upper arm out to the side and forward (rotation about +Y lifts the -X-pointing arm, about +Z
+    # brings it forward), a little below horizontal; the forearm up, waving side to side, the hand
+    # above the shoulder at about head height. Not higher: the Character4D rig (camera at 0.7 m, 39.6
+    # degree fov, 3.5 m away) sees up to 1.96 m at the centre and less nearer a camera, and a hand
+    # raised over a 1.85 m character's head leaves the side views.
+    rot["RightArm"] = _rot(Y, np.radians(-15) * np.ones_like(t)) @ _rot(Z, np.radians(25) * np.ones_like(t))
+    rot["RightForeArm"] = _rot(Y, np.radians(70) + np.radians(20) * np.sin(w))
     rot["Spine"] = _rot(Y, np.radians(4) * np.sin(w / 2))
     rot["Head"] = _rot(Z, np.radians(10) * np.sin(w / 2))
     root = np.zeros((len(t), 3))

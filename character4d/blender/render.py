@@ -436,7 +436,8 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
     if char.armature.animation_data is not None:
         char.armature.animation_data_clear()
     cam = setup_scene(cfg)
-    cameras = rig_cameras(cfg.rig())
+    # `rig` is a RigConfig field of RunConfig (a method of the older RenderConfig).
+    cameras = rig_cameras(cfg.rig() if callable(cfg.rig) else cfg.rig)
     views = cameras.num_views
     total = views * (cfg.num_frames + 1)
     done = 0

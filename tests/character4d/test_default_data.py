@@ -98,7 +98,8 @@ def test_render_config_validates_and_round_trips():
     cfg = RenderConfig(resolution=64, engine="workbench")
     assert RenderConfig.from_json(cfg.to_json()) == cfg
     assert cfg.effective_samples == 8
-    assert cfg.rig().num_views == 21 and cfg.rig().resolution == 64
+    rig = cfg.rig() if callable(cfg.rig) else cfg.rig
+    assert rig.num_views == 21 and rig.resolution == 64
     with pytest.raises(ValueError, match="engine"):
         RenderConfig(engine="povray")
     with pytest.raises(ValueError, match="unknown render config keys"):
