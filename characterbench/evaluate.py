@@ -41,7 +41,7 @@ from characterbench.tasks import METRICS, resolve_metrics
 class SetStatistic:
     """Pooled Frechet statistics of one set-level metric (an FVD variant or FID).
 
-    The point estimate comes from float64 running sums (``metrics.fvd.FrechetMetric``: sum, sum of
+    The point estimate comes from float64 running sums (``metrics.frechet.FrechetMetric``: sum, sum of
     outer products, count per side; reducible across processes). Each sample's features are kept
     too when ``keep_per_sample`` (for FVD 20 x 400 per side and sample), for the bootstrap, which
     resamples samples with their clips, paired between prediction and ground truth.
@@ -53,17 +53,17 @@ class SetStatistic:
     def __init__(self, keep_per_sample: bool):
         self.sums: Any = None  # built on the first update, when the feature size D is known
         self.keep = keep_per_sample
-        self.samples: list[tuple[np.ndarray, np.ndarray]] = []
+        self.samples: list[tuple[str, np.ndarray, np.ndarray]] = []
 
     @property
     def count(self) -> int:
         """Feature vectors pooled per side."""
         return 0 if self.sums is None else int(self.sums.real_count)
 
-    def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+    def update(self, key: str, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Add one sample's features, ``[n, D]`` float64 each (same ``n``)."""
         if self.sums is None:
-            from metrics.fvd import FrechetMetric
+            from metrics.frechet import FrechetMetric
 
             class _Features(FrechetMetric):
                 def extract(self, inputs: torch.Tensor, name: str) -> torch.Tensor:
@@ -72,7 +72,7 @@ class SetStatistic:
             self.sums = _Features(real.shape[1])
         self.sums.update(preds=fake, target=real)
         if self.keep:
-            self.samples.append((real.double().numpy(), fake.double().numpy()))
+            self.samples.append((key, real.double().numpy(), fake.double().numpy()))
 
     def compute(self) -> float:
         """Frechet distance of the pooled statistics (covariance with N - 1).
@@ -84,32 +84,21 @@ class SetStatistic:
             raise ValueError(f"a Frechet distance needs at least 2 feature vectors per side, got {self.count}")
         return float(self.sums.compute())
 
-    def interval(self, resamples: int, confidence: float, seed: int, device: torch.device | str = "cpu",
-                 memory_bytes: int = 256 * 2**20) -> Interval:
-        """Basic (reverse-percentile) bootstrap interval, resampling samples (with all their clips,
-        paired between prediction and ground truth) with replacement.
+    def interval(self, resamples: int, confidence: float, seed: int, device: torch.device | str = "cpu") -> Interval:
+        """Basic (reverse-percentile) bootstrap interval resampling samples (all their clips, paired
+        between prediction and ground truth), drawn over the samples sorted by key
+        (:func:`metrics.frechet.bootstrap_frechet_distance` with ``unit="samples"``, ``method="basic"``).
 
-        The plug-in Frechet distance is biased upwards and a resample with replacement (duplicated
-        samples, fewer distinct ones) inflates it further, so the replicates sit above the point
-        value and the percentile interval ``[q_lo, q_hi]`` reads as if the distance were larger
-        still. The basic interval ``[2 value - q_hi, 2 value - q_lo]`` reflects them about the point
-        value, taking their upward shift as the estimator's bias (it corrects in the right
-        direction). Either interval contains the point value exactly when ``q_lo <= value <= q_hi``;
-        when the shift exceeds the spread (few clips for D = 400) the basic interval lies below the
+        The plug-in distance is biased upwards and resamples with duplicated samples inflate it
+        further, so the replicates sit above the point value; the basic interval reflects them about
+        it. When the shift exceeds the spread (few clips for D = 400) the interval lies below the
         point value, a sign that the point value itself is biased upwards.
-
-        A replicate is the distance between the weighted moments of all clips, a sample's weight
-        being how often it was drawn: the same numbers as concatenating the drawn samples, with the
-        draws ``default_rng(seed).integers(0, n, n)`` per replicate. On a GPU the replicates run in
-        float64 batches (``torch.linalg.eigh`` is batched) of about ``memory_bytes`` of weighted
-        features; on the CPU one at a time in numpy.
 
         Args:
             resamples: Bootstrap replicates (>= 1).
             confidence: Nominal coverage in (0, 1).
             seed: Seed of the resampling.
             device: Where the replicates are computed (the evaluation device).
-            memory_bytes: Rough size of one GPU batch's weighted-feature tensors.
 
         Returns:
             The :class:`Interval` (with the replicates' standard deviation).
@@ -117,53 +106,19 @@ class SetStatistic:
         Raises:
             ValueError: No per-sample features kept, or fewer than 2 samples.
         """
-        from metrics.fvd import frechet_distance_batched, frechet_distance_from_moments
+        from metrics.frechet import bootstrap_frechet_distance
 
         n = len(self.samples)
         if n < 2:
             raise ValueError(f"a bootstrap interval needs per-sample features of at least 2 samples, got {n}")
-        value = self.compute()
-        rng = np.random.default_rng(seed)
-        draws = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
-        # Per-clip weights [resamples, clips]: each clip counts as often as its sample was drawn.
-        weights = np.repeat(draws, [real.shape[0] for real, _ in self.samples], axis=1).astype(np.float64)
-        real = np.concatenate([r for r, _ in self.samples])
-        fake = np.concatenate([f for _, f in self.samples])
-        values = np.empty(resamples)
-        if torch.device(device).type == "cpu":
-            # One replicate at a time in numpy: batched torch.linalg.eigh is no faster on a CPU, and
-            # multi-threaded MKL eigh can stall for seconds on a loaded machine.
-            for b, w in enumerate(weights):
-                values[b] = frechet_distance_from_moments(*_weighted_moments(real, w), *_weighted_moments(fake, w))
-        else:
-            xs = [torch.from_numpy(x).to(device) for x in (real, fake)]
-            batch = max(1, min(resamples, memory_bytes // (2 * real.nbytes)))
-            for start in range(0, resamples, batch):
-                w = torch.from_numpy(weights[start : start + batch]).to(device)
-                moments = [m for x in xs for m in _weighted_moments_batched(x, w)]
-                values[start : start + batch] = frechet_distance_batched(*moments).cpu().numpy()
-        alpha = (1.0 - confidence) / 2.0
-        q_lo, q_hi = np.quantile(values, [alpha, 1.0 - alpha])
-        return Interval(
-            float(2 * value - q_hi), float(2 * value - q_lo), confidence, resamples, "sample", seed,
-            std=float(values.std(ddof=1)) if resamples > 1 else 0.0, method="basic",
+        keys = [k for k, _, _ in self.samples]
+        real = np.concatenate([r for _, r, _ in self.samples])
+        fake = np.concatenate([f for _, _, f in self.samples])
+        ci = bootstrap_frechet_distance(
+            real, fake, resamples, confidence, seed, unit="samples", method="basic",
+            groups=[r.shape[0] for _, r, _ in self.samples], keys=keys, value=self.compute(), device=device,
         )
-
-
-def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and N-1 covariance of rows ``x [M, D]`` repeated ``w [M]`` times (as ``np.cov`` of the repeats)."""
-    total = w.sum()
-    mu = w @ x / total
-    centred = x - mu
-    return mu, (centred * w[:, None]).T @ centred / (total - 1)
-
-
-def _weighted_moments_batched(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_weighted_moments` for weights ``w [B, M]``: ``mu [B, D]``, ``cov [B, D, D]``."""
-    total = w.sum(dim=1)
-    mu = w @ x / total[:, None]
-    centred = x[None] - mu[:, None]
-    return mu, (centred * w[..., None]).transpose(1, 2) @ centred / (total - 1)[:, None, None]
+        return Interval(ci.low, ci.high, confidence, resamples, "sample", seed, std=ci.std, method="basic")
 
 
 # --------------------------------------------------------------------------- per sample
@@ -430,7 +385,7 @@ def score_samples(
                 grids, fid_feats = score_apose_sample(pending, protocol, suite.image, features, config.batch_size, device, timer)
                 feats = {"fid": fid_feats} if fid_feats is not None else {}
             for m, (real, fake) in feats.items():
-                stats[m].update(real, fake)
+                stats[m].update(pending.key, real, fake)
             per_sample.append(
                 SampleScores(
                     key=pending.key,

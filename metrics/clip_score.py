@@ -18,9 +18,9 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
 
 from metrics._checks import check_image_pair
+from metrics._mean import PerImageMean
 
 __all__ = ["CLIPImageEncoder", "CLIPScore", "CLIP_ENV", "DEFAULT_CLIP", "clip_score", "load_clip"]
 
@@ -129,7 +129,7 @@ def clip_score(preds: torch.Tensor, target: torch.Tensor, model: CLIPImageEncode
     return (emb[:n] * emb[n:]).sum(dim=-1).to(preds.device)
 
 
-class CLIPScore(Metric):
+class CLIPScore(PerImageMean):
     """Mean CLIP-S over all image pairs seen, accumulated over batches and reduced across processes.
 
     Args:
@@ -139,20 +139,11 @@ class CLIPScore(Metric):
 
     is_differentiable = False
     higher_is_better = True
-    full_state_update = False
 
     def __init__(self, model: CLIPImageEncoder | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model = model if model is not None else load_clip()
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``preds``, ``target`` ``[N, 3, H, W]`` in [0, 1]."""
-        values = clip_score(preds, target, self.model)
-        self.total += values.double().sum()
-        self.count += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        """Mean CLIP-S (float64 scalar)."""
-        return self.total / self.count
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image values of a batch: ``preds``, ``target`` ``[N, 3, H, W]`` in [0, 1]."""
+        return clip_score(preds, target, self.model)

@@ -1,6 +1,6 @@
 """Frechet Inception Distance (Heusel et al. 2017) on Inception-v3 pool features (2048-d).
 
-The Frechet part is :func:`metrics.fvd.frechet_distance`. The Inception-v3 weights of the TF FID ship
+The Frechet part is :func:`metrics.frechet.frechet_distance`. The Inception-v3 weights of the TF FID ship
 in no registry package, so they cannot be fetched here: FID numbers require the real weights, provided
 by the user as the TorchScript file used by StyleGAN2-ADA / StyleGAN3 and clean-fid
 (``inception-2015-12-05.pt``, a port of the TF FID graph that takes uint8-valued ``[N, 3, H, W]`` images,
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from metrics._checks import check_tensor
-from metrics.fvd import FrechetMetric, frechet_distance
+from metrics.frechet import FrechetMetric, frechet_distance
 
 __all__ = ["FID", "INCEPTION_ENV", "INCEPTION_FILENAME", "fid", "inception_features", "load_inception"]
 

@@ -6,13 +6,8 @@ before softmax), Gaussian fit with the N-1 covariance, and
 
     d^2 = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr sqrt(S_a S_b).
 
-``tr sqrt(S_a S_b)`` is computed from eigenvalues: with ``R = S_a^(1/2)`` (from ``eigh``),
-``S_a S_b`` is similar to the symmetric PSD ``R S_b R``, so the trace is the sum of the square roots of
-its eigenvalues. Eigenvalues (of ``S_a`` for its root, and of ``R S_b R``) below ``max_eig * D * eps``
-are round-off of a zero and count as 0: clipping only negative ones would keep the positive round-off,
-whose square roots add up over the null space and bias the distance low when there are fewer clips
-than features. ``scipy.linalg.sqrtm`` is not used: several SciPy releases return wrong or complex
-results for singular covariances, which are the rule when there are fewer clips than features.
+The Frechet maths (moments, both forms of ``tr sqrt``, the bootstrap, the accumulating base class)
+lives in :mod:`metrics.frechet`; its names are re-exported here.
 
 The :class:`FVD` metric keeps float64 running sums (sum, sum of outer products, count) per set, so it
 accumulates over batches and reduces across processes without keeping features; it keeps per-clip
@@ -24,13 +19,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
 
 from metrics._checks import check_tensor
+from metrics.frechet import (  # re-exported: the Frechet maths lives in metrics.frechet
+    FrechetInterval,
+    FrechetMetric,
+    bootstrap_frechet_distance,
+    frechet_distance,
+    frechet_distance_batched,
+    frechet_distance_from_moments,
+    gaussian_moments,
+    trace_sqrt_product,
+)
 
 __all__ = [
     "FVD",
@@ -78,225 +81,6 @@ class FVDConfig:
             raise ValueError(f"antialias: only bilinear/bicubic support it, got filter {self.resize_filter!r}")
         if self.size < 1:
             raise ValueError(f"size: expected a positive int, got {self.size}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Frechet distance between Gaussians
-# ------------------------------------------------------------------------------------------------
-
-
-def _as_features(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64).numpy()
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: expected features [N, D], got shape {list(x.shape)}")
-    if x.shape[0] < 2:
-        raise ValueError(f"{name}: expected N >= 2 samples for a covariance, got N={x.shape[0]}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name}: expected finite features, got NaN or inf")
-    return x
-
-
-def gaussian_moments(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and unbiased (N-1) covariance of per-sample features.
-
-    Args:
-        features: ``[N, D]`` (tensor or array), N >= 2.
-
-    Returns:
-        ``(mu [D], cov [D, D])`` float64.
-
-    Raises:
-        ValueError: wrong shape, N < 2 or non-finite values.
-    """
-    x = _as_features(features, "features")
-    return x.mean(axis=0), np.cov(x, rowvar=False, ddof=1).reshape(x.shape[1], x.shape[1])
-
-
-def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
-    """``tr sqrt(cov_a @ cov_b)`` for symmetric PSD matrices, from eigenvalues.
-
-    Args:
-        cov_a: ``[D, D]`` symmetric PSD.
-        cov_b: ``[D, D]`` symmetric PSD.
-
-    Returns:
-        The trace (float64), also for singular covariances: eigenvalues below ``max_eig * D * eps``
-        (of ``cov_a``, and of ``cov_a^(1/2) cov_b cov_a^(1/2)``) are taken as 0.
-    """
-    w, v = np.linalg.eigh(cov_a)
-    root_a = (v * np.sqrt(_drop_round_off(w))) @ v.T
-    m = root_a @ cov_b @ root_a
-    # Symmetrise: round-off makes m slightly asymmetric and eigvalsh reads one triangle only.
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sqrt(_drop_round_off(eig)).sum())
-
-
-def _drop_round_off(eig: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a PSD matrix with those below ``max_eig * D * eps`` set to 0.
-
-    The zero eigenvalues of a singular matrix come out of ``eigh`` as round-off of either sign and
-    of size about ``eps * max_eig``. Clipping only the negative ones keeps the positive ones, and
-    their square roots (``sqrt(eps * max_eig)`` each, 1e-8 relative) add up over the null space:
-    with fewer clips than features that biased ``tr sqrt`` upwards and the distance downwards
-    (a ceiling of about -1e-3 instead of 0).
-    """
-    top = max(float(eig.max(initial=0.0)), 0.0)
-    return np.where(eig > top * eig.shape[-1] * np.finfo(np.float64).eps, eig, 0.0)
-
-
-def frechet_distance_from_moments(mu_a, cov_a, mu_b, cov_b) -> float:
-    """Squared Frechet distance between ``N(mu_a, cov_a)`` and ``N(mu_b, cov_b)``.
-
-    Args:
-        mu_a: ``[D]``.
-        cov_a: ``[D, D]`` symmetric PSD.
-        mu_b: ``[D]``.
-        cov_b: ``[D, D]`` symmetric PSD.
-
-    Returns:
-        ``|mu_a - mu_b|^2 + tr(cov_a) + tr(cov_b) - 2 tr sqrt(cov_a cov_b)`` (float64).
-
-    Raises:
-        ValueError: inconsistent shapes.
-    """
-    mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
-    cov_a, cov_b = np.asarray(cov_a, np.float64), np.asarray(cov_b, np.float64)
-    d = mu_a.shape[0]
-    if mu_a.shape != (d,) or mu_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
-        raise ValueError(
-            f"moments: expected mu [D], cov [D, D] for both sets, got {mu_a.shape}, {cov_a.shape}, "
-            f"{mu_b.shape}, {cov_b.shape}"
-        )
-    diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt_product(cov_a, cov_b))
-
-
-def frechet_distance(feats_a, feats_b) -> float:
-    """Squared Frechet distance between Gaussians fitted to two feature sets (the FVD / FID formula).
-
-    Args:
-        feats_a: ``[N_a, D]`` (tensor or array), N_a >= 2.
-        feats_b: ``[N_b, D]``, N_b >= 2.
-
-    Returns:
-        The distance (float64 Python float).
-
-    Raises:
-        ValueError: wrong shapes, different D, fewer than 2 samples, non-finite values.
-    """
-    a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feats_a, feats_b: expected the same feature size D, got {a.shape[1]} and {b.shape[1]}")
-    return frechet_distance_from_moments(*gaussian_moments(a), *gaussian_moments(b))
-
-
-def frechet_distance_batched(
-    mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tensor, cov_b: torch.Tensor
-) -> torch.Tensor:
-    """:func:`frechet_distance_from_moments` for a batch of moment pairs, in torch (on their device).
-
-    The same maths (``eigh`` of ``cov_a``, eigenvalues of ``R cov_b R``, the same round-off
-    threshold), batched: bootstrap replicates run as one ``torch.linalg.eigh`` call on the GPU.
-
-    Args:
-        mu_a: ``[B, D]``.
-        cov_a: ``[B, D, D]`` symmetric PSD.
-        mu_b: ``[B, D]``.
-        cov_b: ``[B, D, D]`` symmetric PSD.
-
-    Returns:
-        ``[B]`` distances, in the inputs' dtype (use float64).
-
-    Raises:
-        ValueError: inconsistent shapes.
-    """
-    b, d = mu_a.shape[0], mu_a.shape[-1]
-    if mu_a.shape != (b, d) or mu_b.shape != (b, d) or cov_a.shape != (b, d, d) or cov_b.shape != (b, d, d):
-        raise ValueError(
-            f"moments: expected mu [B, D], cov [B, D, D] for both sets, got {list(mu_a.shape)}, "
-            f"{list(cov_a.shape)}, {list(mu_b.shape)}, {list(cov_b.shape)}"
-        )
-
-    def drop_round_off(eig: torch.Tensor) -> torch.Tensor:  # as _drop_round_off, per batch item
-        top = eig.amax(dim=-1, keepdim=True).clamp(min=0)
-        return torch.where(eig > top * d * torch.finfo(eig.dtype).eps, eig, torch.zeros_like(eig))
-
-    w, v = torch.linalg.eigh(cov_a)
-    root_a = (v * drop_round_off(w).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
-    m = root_a @ cov_b @ root_a
-    eig = torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2)
-    trace_sqrt = drop_round_off(eig).sqrt().sum(dim=-1)
-    diff = mu_a - mu_b
-    traces = cov_a.diagonal(dim1=-2, dim2=-1).sum(-1) + cov_b.diagonal(dim1=-2, dim2=-1).sum(-1)
-    return (diff * diff).sum(-1) + traces - 2 * trace_sqrt
-
-
-@dataclasses.dataclass(frozen=True)
-class FrechetInterval:
-    """A Frechet distance with a percentile bootstrap confidence interval.
-
-    Attributes:
-        value: the distance on the full sets.
-        low: lower end of the interval.
-        high: upper end of the interval.
-        confidence: the interval's nominal coverage (e.g. 0.95).
-        num_resamples: bootstrap replicates.
-        num_a: samples in set a.
-        num_b: samples in set b.
-    """
-
-    value: float
-    low: float
-    high: float
-    confidence: float
-    num_resamples: int
-    num_a: int
-    num_b: int
-
-
-def bootstrap_frechet_distance(
-    feats_a,
-    feats_b,
-    num_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> FrechetInterval:
-    """Percentile bootstrap interval of the Frechet distance.
-
-    Each replicate resamples both sets with replacement (independently, keeping their sizes) and
-    recomputes the distance. FVD is biased upwards on small sets; the interval shows the spread, the
-    bias is shown by reporting N alongside. About 30 ms per replicate for D = 400 on 2 CPU cores.
-
-    Args:
-        feats_a: ``[N_a, D]`` per-sample features, N_a >= 2.
-        feats_b: ``[N_b, D]``, N_b >= 2.
-        num_resamples: number of replicates (>= 10).
-        confidence: nominal coverage in (0, 1).
-        seed: seed of the resampling (results are reproducible).
-
-    Returns:
-        A :class:`FrechetInterval`.
-
-    Raises:
-        ValueError: bad features, num_resamples or confidence.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence: expected a value in (0, 1), got {confidence}")
-    if num_resamples < 10:
-        raise ValueError(f"num_resamples: expected >= 10, got {num_resamples}")
-    a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
-    value = frechet_distance(a, b)
-    rng = np.random.default_rng(seed)
-    samples = np.empty(num_resamples)
-    for i in range(num_resamples):
-        ra = a[rng.integers(0, len(a), len(a))]
-        rb = b[rng.integers(0, len(b), len(b))]
-        samples[i] = frechet_distance_from_moments(*gaussian_moments(ra), *gaussian_moments(rb))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(samples, [alpha, 1 - alpha])
-    return FrechetInterval(value, float(low), float(high), confidence, num_resamples, len(a), len(b))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -426,104 +210,6 @@ def fvd(
 # ------------------------------------------------------------------------------------------------
 # Accumulating metric
 # ------------------------------------------------------------------------------------------------
-
-
-class FrechetMetric(Metric):
-    """Base of :class:`FVD` and :class:`metrics.fid.FID`: float64 running moments of two feature sets.
-
-    Subclasses implement :meth:`extract` (inputs -> ``[N, D]`` features). States per set (``fake`` for
-    predictions, ``real`` for targets): ``*_sum [D]``, ``*_outer [D, D]``, ``*_count``, all summed across
-    processes; with ``keep_features`` also ``*_features`` (concatenated), for the bootstrap only.
-
-    Args:
-        num_features: feature size D.
-        keep_features: keep per-sample features so that :meth:`compute_interval` works.
-        **kwargs: passed to :class:`torchmetrics.Metric`.
-    """
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    def __init__(self, num_features: int, keep_features: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        if num_features < 1:
-            raise ValueError(f"num_features: expected >= 1, got {num_features}")
-        self.num_features = num_features
-        self.keep_features = keep_features
-        for side in ("fake", "real"):
-            self.add_state(f"{side}_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state(
-                f"{side}_outer", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum"
-            )
-            self.add_state(f"{side}_count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-            if keep_features:
-                self.add_state(f"{side}_features", [], dist_reduce_fx="cat")
-
-    def extract(self, inputs: torch.Tensor, name: str) -> torch.Tensor:
-        """Features ``[N, D]`` of a batch of inputs (implemented by subclasses)."""
-        raise NotImplementedError
-
-    def _add(self, side: str, features: torch.Tensor) -> None:
-        if features.ndim != 2 or features.shape[1] != self.num_features:
-            raise ValueError(
-                f"feature extractor: expected [N, {self.num_features}] features, got {list(features.shape)}"
-            )
-        f = features.detach().to(self.fake_sum.device, torch.float64)
-        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + f.sum(dim=0))
-        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + f.T @ f)
-        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + f.shape[0])
-        if self.keep_features:
-            getattr(self, f"{side}_features").append(f)
-
-    def update(self, preds: torch.Tensor | None = None, target: torch.Tensor | None = None) -> None:
-        """Add a batch of predictions and/or targets (either may be None, e.g. to add real data once).
-
-        Raises:
-            ValueError: both are None, or the extractor returns the wrong feature size.
-        """
-        if preds is None and target is None:
-            raise ValueError("preds, target: expected at least one batch, got None for both")
-        if preds is not None:
-            self._add("fake", self.extract(preds, "preds"))
-        if target is not None:
-            self._add("real", self.extract(target, "target"))
-
-    def _moments(self, side: str) -> tuple[np.ndarray, np.ndarray]:
-        n = int(getattr(self, f"{side}_count"))
-        if n < 2:
-            name = "preds" if side == "fake" else "target"
-            raise ValueError(f"{name}: expected >= 2 samples accumulated for a covariance, got {n}")
-        s = getattr(self, f"{side}_sum").cpu().numpy()
-        outer = getattr(self, f"{side}_outer").cpu().numpy()
-        mu = s / n
-        cov = (outer - n * np.outer(mu, mu)) / (n - 1)
-        return mu, (cov + cov.T) / 2
-
-    def compute(self) -> torch.Tensor:
-        """The Frechet distance between predictions and targets (float64 scalar tensor)."""
-        return torch.tensor(
-            frechet_distance_from_moments(*self._moments("fake"), *self._moments("real")), dtype=torch.float64
-        )
-
-    def compute_interval(self, num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> FrechetInterval:
-        """Bootstrap interval over the kept per-sample features (needs ``keep_features=True``).
-
-        In distributed runs the features of all processes are gathered first (every process gets the
-        same interval, the seed being the same).
-
-        Raises:
-            ValueError: the metric was built without ``keep_features``.
-        """
-        if not self.keep_features:
-            raise ValueError("keep_features: compute_interval needs the metric built with keep_features=True")
-
-        def cat(x):
-            return torch.cat(x) if isinstance(x, list) else x
-
-        with self.sync_context():
-            fake, real = cat(self.fake_features), cat(self.real_features)
-        return bootstrap_frechet_distance(fake, real, num_resamples, confidence, seed)
 
 
 class FVD(FrechetMetric):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
 
 from metrics._checks import check_image_pair
+from metrics._mean import PerImageMean
 
 __all__ = ["LPIPS", "LPIPSNet", "NETS", "convert_flax_checkpoint", "load_lpips", "lpips"]
 
@@ -223,7 +223,7 @@ def lpips(
         )
 
 
-class LPIPS(Metric):
+class LPIPS(PerImageMean):
     """Mean LPIPS over all images seen, accumulated over batches and reduced across processes.
 
     Args:
@@ -234,20 +234,11 @@ class LPIPS(Metric):
 
     is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     def __init__(self, net: str = "alex", model: LPIPSNet | None = None, **kwargs):
         super().__init__(**kwargs)
         self.model = model if model is not None else load_lpips(net)
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``preds``, ``target`` ``[N, 3, H, W]`` in [0, 1]."""
-        values = lpips(preds, target, model=self.model)
-        self.total += values.double().sum()
-        self.count += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        """Mean distance (float64 scalar)."""
-        return self.total / self.count
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image values of a batch: ``preds``, ``target`` ``[N, 3, H, W]`` in [0, 1]."""
+        return lpips(preds, target, model=self.model)

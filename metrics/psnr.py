@@ -7,9 +7,9 @@ The benchmark averages per-image PSNR values (not the PSNR of the pooled MSE); i
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
 
 from metrics._checks import check_image_pair
+from metrics._mean import PerImageMean
 
 __all__ = ["PSNR", "psnr"]
 
@@ -36,7 +36,7 @@ def psnr(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> 
     return 10 * torch.log10(data_range**2 / mse)
 
 
-class PSNR(Metric):
+class PSNR(PerImageMean):
     """Mean per-image PSNR over all images seen, accumulated over batches and reduced across processes.
 
     Args:
@@ -46,20 +46,11 @@ class PSNR(Metric):
 
     is_differentiable = True
     higher_is_better = True
-    full_state_update = False
 
     def __init__(self, data_range: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.data_range = data_range
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``preds``, ``target`` ``[N, C, H, W]`` in [0, data_range]."""
-        values = psnr(preds, target, self.data_range)
-        self.total += values.sum()
-        self.count += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        """Mean PSNR in dB (float64 scalar)."""
-        return self.total / self.count
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image values of a batch: ``preds``, ``target`` ``[N, C, H, W]`` in [0, data_range]."""
+        return psnr(preds, target, self.data_range)

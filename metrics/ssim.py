@@ -11,9 +11,9 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 
 from metrics._checks import check_image_pair
+from metrics._mean import PerImageMean
 
 __all__ = ["SSIM", "SSIMConfig", "gaussian_kernel", "ssim"]
 
@@ -125,7 +125,7 @@ def ssim(preds: torch.Tensor, target: torch.Tensor, config: SSIMConfig = SSIMCon
     return ssim_map.flatten(2).mean(dim=2).mean(dim=1)
 
 
-class SSIM(Metric):
+class SSIM(PerImageMean):
     """Mean per-image SSIM over all images seen, accumulated over batches and reduced across processes.
 
     Args:
@@ -135,20 +135,11 @@ class SSIM(Metric):
 
     is_differentiable = True
     higher_is_better = True
-    full_state_update = False
 
     def __init__(self, config: SSIMConfig = SSIMConfig(), **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``preds``, ``target`` ``[N, C, H, W]`` in [0, data_range]."""
-        values = ssim(preds, target, self.config)
-        self.total += values.double().sum()
-        self.count += values.numel()
-
-    def compute(self) -> torch.Tensor:
-        """Mean SSIM (float64 scalar)."""
-        return self.total / self.count
+    def score(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image values of a batch: ``preds``, ``target`` ``[N, C, H, W]`` in [0, data_range]."""
+        return ssim(preds, target, self.config)
