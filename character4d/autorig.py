@@ -273,20 +273,24 @@ def _leg_joints(track: list, crotch: float, height: float, size: float) -> dict[
     shin = float(depth[low].min()) if low.any() else float(depth.min())
     foot_len = float(depth[z < z.min() + 0.04 * height].max())
     ankle_z = _ANKLE_OF_CROTCH * crotch
+    narrowed = False
     if foot_len > 1.5 * shin:
         # Above the sole's first layers, which can split into heel and toe blobs.
         hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
         if len(hit):
-            ankle_z = float(z[hit[0]])
+            ankle_z, narrowed = float(z[hit[0]]), True
     hip_z = crotch + _HIP_ABOVE_CROTCH * height
     knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
 
-    def joint(zq: float, name: str) -> np.ndarray:
+    def joint(zq: float, name: str, fraction: float | None = None) -> np.ndarray:
         i = int(np.argmin(np.abs(z - zq)))
         lo, hi = yrange[i]
-        return np.array([cen[i][0], lo + _DEPTH_FRACTION[name] * (hi - lo), zq])
+        f = _DEPTH_FRACTION[name] if fraction is None else fraction
+        return np.array([cen[i][0], lo + f * (hi - lo), zq])
 
-    ankle = joint(ankle_z, "Foot")
+    # Above a foot's heel the ankle sits towards the back of the section; without a narrowing (boots,
+    # paws) the section is the whole foot, and the ankle is over its middle.
+    ankle = joint(ankle_z, "Foot", None if narrowed else 0.5)
     knee = joint(knee_z, "LowerLeg")
     # Hip joint: the thigh just below the crotch (a few layers down, clear of the merge).
     hip = joint(crotch - 3 * size, "UpperLeg")
@@ -301,6 +305,9 @@ def _leg_joints(track: list, crotch: float, height: float, size: float) -> dict[
 
 # Elbow between shoulder joint and wrist: 0.47-0.56 on the rigged characters of ../shared/assets.
 _ELBOW_RATIO = 0.51
+# Stretch of the arm (fractions of the tip-to-armpit distance) whose section centres give the arm line:
+# clear of the hand and of the shoulder, where a thick arm flares into the torso.
+_ARM_LINE = (0.35, 0.9)
 
 
 def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> dict:
@@ -344,7 +351,7 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
     e2 /= np.linalg.norm(e2)
     e1 = np.cross(d, e2)
     along = (upper - tip) @ d
-    stations, centres, heights, areas = [], [], [], []
+    stations, centres, heights, areas, uppers = [], [], [], [], []
     s = 0.0
     while True:
         q = tip - s * d
@@ -362,11 +369,12 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
                 centres.append(q + c2[0] * e1 + c2[1] * e2)
                 heights.append(float(np.ptp(blob[:, 1]) + size))
                 areas.append(float(len(blob)))
+                uppers.append(float(blob[:, 1].max() + 0.5 * size))
         s += size
     if len(stations) < 6:
         raise AutoRigError("auto-rig: cannot follow the arms into the torso (expected an A- or T-pose humanoid)")
     return {"tip": tip, "dir": d, "s": np.array(stations), "centre": np.array(centres),
-            "height": np.array(heights), "area": np.array(areas), "e2": e2}
+            "height": np.array(heights), "area": np.array(areas), "e2": e2, "upper": np.array(uppers)}
 
 
 def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
@@ -381,14 +389,22 @@ def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
     armpit = int(jump[0]) if len(jump) else len(s) - 1
     s_pit = float(s[armpit])
     # The shoulder joint sits just inside the armpit (0.00-0.04 m on the rigged characters), on the
-    # arm's centre line, which a straight-line fit over the upper arm and forearm extends to it.
+    # arm's centre line, which a straight-line fit over the upper arm and forearm extends to it. Across
+    # the arm (up/down), a thick arm's underside flares into the torso near the armpit while its top
+    # stays straight: the joint is one arm radius below the top edge there.
     s_sh = s_pit + 0.15 * base
-    span = (s > 0.35 * s_pit) & (s < 0.9 * s_pit)
+    span = (s > _ARM_LINE[0] * s_pit) & (s < _ARM_LINE[1] * s_pit)
     if span.sum() >= 2:
         coef = np.polyfit(s[span], cen[span], 1)  # [2, 3]
         shoulder = coef[0] * s_sh + coef[1]
     else:
         shoulder = prof["tip"] - prof["dir"] * s_sh
+    near = (s > s_pit - 2 * base) & (s < s_pit)
+    if near.any():
+        q = prof["tip"] - prof["dir"] * s_sh
+        e2 = prof["e2"]
+        target = float(np.median(prof["upper"][near])) - 0.5 * base
+        shoulder = shoulder + e2 * (target - float((shoulder - q) @ e2))
     # Wrist: the narrowest section between the palm (the widest section near the tips) and the forearm.
     palm_win = np.nonzero((s > 0.05 * s_pit) & (s < 0.25 * s_pit))[0]
     palm = int(palm_win[np.argmax(area[palm_win])]) if len(palm_win) else 0
@@ -429,7 +445,13 @@ _DEPTH_FRACTION = {"hips": 0.66, "spine": 0.58, "chest": 0.6, "upperChest": 0.55
                    "UpperLeg": 0.53, "LowerLeg": 0.4, "Foot": 0.72}
 
 
-def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float, half: float) -> dict:
+# Torso sections deeper than this fraction of the height are not human (0.10-0.14 on the realistic and
+# stylised humans of ../shared/assets, 0.47 on the cartoon bunny).
+_DEEP_TORSO = 0.25
+
+
+def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float, half: float,
+                  height: float) -> dict:
     """Hips, spine, chest, upperChest, neck and head on the torso's centre plane.
 
     Args:
@@ -438,6 +460,7 @@ def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float,
         hips_z, neck_z: heights of the hips and of the shoulder line.
         top: the top of the figure.
         half: the shoulder joints' distance from the symmetry plane.
+        height: the figure's height.
     """
     out = {}
 
@@ -449,9 +472,15 @@ def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float,
         return np.array([0.0, lo + _DEPTH_FRACTION[name] * (hi - lo), z])
 
     out["hips"] = centre_at(hips_z, half, "hips")
-    for name, r in _SPINE_RATIOS.items():
-        out[name] = centre_at(hips_z + r * (neck_z - hips_z), half, name)
     out["neck"] = centre_at(neck_z, 0.6 * half, "neck")
+    for name, r in _SPINE_RATIOS.items():
+        z = hips_z + r * (neck_z - hips_z)
+        out[name] = centre_at(z, half, name)
+        blob = _column(slices, size, z, half)
+        if blob is not None and np.ptp(blob[:, 1]) > _DEEP_TORSO * height:
+            # A torso much deeper than a human's (a round cartoon body): where in it the spine goes is
+            # a matter of taste; rigs run it straight from the hips to the neck.
+            out[name][1] = out["hips"][1] + r * (out["neck"][1] - out["hips"][1])
     # Head joint: at the skull's base. Above the shoulders (once the arms have left the section), the
     # column narrows to the neck and widens again into the skull; rigs put the head joint near the
     # narrowest layer (from 0.03 m below to 0.05 m above it on ../shared/assets; two rigs of one mesh
@@ -544,11 +573,13 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
     shoulder_z = float(joints["leftUpperArm"][2])
     half = float(joints["leftUpperArm"][0])
     hips_z = float(joints["leftUpperLeg"][2]) - 0.008 * height
-    joints.update(_torso_joints(slices, size, hips_z, shoulder_z, top, half))
-    # The pelvis's section varies in depth (0.2-0.7 m) and so does where rigs put the hips in it; rigs
-    # also put the hips 0.00-0.05 m behind the hip joints (0.015 of the height on average, on
-    # ../shared/assets). The mean of the two estimates is closer than either alone there.
-    joints["hips"][1] = 0.5 * (joints["hips"][1] + float(joints["leftUpperLeg"][1]) + 0.015 * height)
+    joints.update(_torso_joints(slices, size, hips_z, shoulder_z, top, half, height))
+    # The pelvis's section varies in depth (0.2-0.7 m) and so does where rigs put the hips in it, while
+    # the character is centred on the hips: an error there moves every joint. Rigs keep the hips in
+    # line with the spine and limb roots instead: 0.00-0.04 m behind the mean depth of the spine, neck,
+    # hip, knee and shoulder joints (0.012 of the height on average, on ../shared/assets).
+    line = [joints[n][1] for n in ("spine", "neck", "leftUpperLeg", "leftLowerLeg", "leftUpperArm")]
+    joints["hips"][1] = float(np.mean(line)) + 0.012 * height
     for side, sign in (("left", 1.0), ("right", -1.0)):
         ua = joints[f"{side}UpperArm"]
         joints[f"{side}Shoulder"] = np.array([0.15 * ua[0], (ua[1] + joints["neck"][1]) / 2, ua[2] - 0.01 * height])

@@ -15,8 +15,13 @@ import numpy as np
 # A frame belongs to the lead-in while its pose (hips-relative joints) stays within this mean distance
 # of the first frame's: mocap noise on a standing actor is ~1 cm, a first step moves joints by 10+ cm.
 STILL_TOLERANCE_M = 0.04
-# Both upper arms within this angle of horizontal (and the forearms in line with them): a T-pose.
-T_POSE_DEG = 25.0
+# Both upper arms within this angle of horizontal, and the elbows bent less than T_POSE_ELBOW_DEG: a
+# T-pose (CMU's calibration frames hold the arms level with the elbows bent ~17 degrees).
+T_POSE_DEG = 15.0
+T_POSE_ELBOW_DEG = 30.0
+# A still prefix without a T-pose is a calibration hold only when it lasts this long: a motion that
+# merely starts slowly (a jump's crouch) keeps its first frames.
+MIN_HOLD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ def is_t_pose(joints: dict[str, np.ndarray]) -> np.ndarray:
         un = upper / np.maximum(np.linalg.norm(upper, axis=-1, keepdims=True), 1e-9)
         fn = fore / np.maximum(np.linalg.norm(fore, axis=-1, keepdims=True), 1e-9)
         flat = np.abs(un[:, 2]) < limit
-        straight = (un * fn).sum(-1) > np.cos(np.radians(T_POSE_DEG))
+        straight = (un * fn).sum(-1) > np.cos(np.radians(T_POSE_ELBOW_DEG))
         side_ok = flat & straight
         ok = side_ok if ok is None else ok & side_ok
     return ok
@@ -64,6 +69,10 @@ def is_t_pose(joints: dict[str, np.ndarray]) -> np.ndarray:
 def choose_start(joints: dict[str, np.ndarray], dt: float, num_frames: int, fps: float,
                  hips: str = "hips") -> StartChoice:
     """Skip a leading calibration pose, then pick the window with the most motion.
+
+    The lead-in is the longest prefix of frames that are a T-pose or still (hips-relative joints
+    within `STILL_TOLERANCE_M` of the first frame's); a still prefix with no T-pose in it counts only
+    from `MIN_HOLD_S` on.
 
     Args:
         joints: canonical bone -> [T, 3] world positions sampled every ``dt`` seconds from the first
@@ -89,10 +98,12 @@ def choose_start(joints: dict[str, np.ndarray], dt: float, num_frames: int, fps:
         raise ValueError(f"joints must be [T >= 2, 3] arrays, got {pos.shape[0]} samples")
     rel = pos - pos[:, names.index(hips)][:, None]
     still = np.linalg.norm(rel - rel[0], axis=-1).mean(axis=-1) < STILL_TOLERANCE_M
-    calibration = still | is_t_pose(joints)
-    moving = np.nonzero(~calibration)[0]
+    tpose = is_t_pose(joints)
+    moving = np.nonzero(~(still | tpose))[0]
     count = len(pos)
     lead = int(moving[0]) if len(moving) else count
+    if not tpose[:lead].any() and lead * dt < MIN_HOLD_S:
+        lead = 0
     speed = np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean(axis=-1) / dt  # [T-1], m/s
     window = max(1, int(round((num_frames - 1) / fps / dt)))
     if lead >= count - 1:

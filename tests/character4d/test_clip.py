@@ -43,7 +43,7 @@ def test_t_pose_lead_in_is_skipped():
     joints, dt = canonical_joints(LEAD_IN, 30.0), 1.0 / 30.0
     choice = choose_start(joints, dt, num_frames=25, fps=15.0)
     assert isinstance(choice, StartChoice)
-    # The lead-in ends once the arms have come down out of the T-pose (~25 degrees: early in the blend).
+    # The lead-in ends once the arms have come down out of the T-pose (15 degrees: early in the blend).
     assert HOLD <= choice.lead_in <= HOLD + BLEND
     assert choice.start >= choice.lead_in
     # The window fits in the clip and holds walking, not the hold: the walk moves joints at ~0.5 m/s
@@ -65,6 +65,18 @@ def test_the_window_with_the_most_motion_wins():
     choice = choose_start(joints, dt, num_frames=11, fps=10.0)  # a 1 s window
     assert choice.lead_in == pytest.approx(1.0, abs=2 * dt)
     assert choice.start == pytest.approx(3.0, abs=2 * dt)
+
+
+def test_default_motions_have_no_lead_in():
+    # The jump starts with a slow crouch: its first frames stay near the first pose, but that is the
+    # motion beginning, not a calibration hold; a single T-pose frame (CMU's FBX files) is one.
+    for spec in MOTIONS:
+        choice = choose_start(canonical_joints(spec, 30.0), 1.0 / 30.0, num_frames=25, fps=15.0)
+        assert choice.lead_in == 0.0, spec.name
+    walk = canonical_joints(WALK, 30.0)
+    tpose = canonical_joints(LEAD_IN, 30.0)
+    one = {k: np.concatenate([tpose[k][:1], walk[k]]) for k in walk}
+    assert choose_start(one, 1.0 / 30.0, 25, 15.0).lead_in == pytest.approx(1.0 / 30.0)
 
 
 def test_a_clip_that_is_all_lead_in_starts_at_zero_and_bad_input_is_named():

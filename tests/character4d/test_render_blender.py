@@ -96,7 +96,13 @@ def test_default_data_renders_and_passes_visual_checks(default_run):
             check_sample(sample)
             meta = sample.meta
             assert meta["render_config"]["resolution"] == 64
-            assert len(meta["source_times"]) == 3 and meta["source_times"][1] == pytest.approx(0.2)
+            times = meta["source_times"]
+            assert len(times) == 3 and times[1] - times[0] == pytest.approx(0.2)
+            # --start auto (the default) records what it chose; the default motions have no lead-in.
+            assert meta["start"]["chosen_s"] == pytest.approx(times[0]) and meta["start"]["lead_in_s"] == 0.0
+            # The default data stays in frame (default data v5), and the record says so per view and frame.
+            assert meta["framing"]["clipped"] == 0, meta["framing"]
+            assert np.shape(meta["framing"]["joint_outside"]) == (3, 3)
             assert meta["license"]["license"] == "CC0-1.0"
             assert meta["skeleton"]["character"]["convention"] == "mixamo"
             assert 1.6 <= meta["character_height"] <= 1.9
@@ -160,6 +166,8 @@ def test_real_assets_each_character_with_each_cmu_motion(tmp_path):
         check_sample(sample, min_inside=0.85)
         conv = sample.meta["skeleton"]
         assert conv["motion"]["convention"] == "cmu"
+        # CMU's takes open with a T-pose frame: --start auto (the default) skips it.
+        assert sample.meta["start"]["lead_in_s"] > 0 and sample.meta["source_times"][0] >= sample.meta["start"]["lead_in_s"]
         if sample.key.startswith("model-human"):
             assert conv["character_rigged"] is False and conv["character"]["convention"] == "autorig"
         else:
