@@ -33,7 +33,10 @@ __all__ = [
     "COGVIDEOX_5B_I2V_CONFIG",
     "PoseTransformer3DModel",
     "check_latent_inputs",
+    "Fp8Linear",
     "compile_blocks",
+    "enable_fp8_linears",
+    "fuse_qkv_projections",
     "rotary_embeddings",
 ]
 
@@ -237,6 +240,78 @@ def compile_blocks(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
     for block in model.transformer_blocks:
         block.compile(**compile_kwargs)
     return model
+
+
+@torch.no_grad()
+def fuse_qkv_projections(model: nn.Module) -> int:
+    """Compute q, k and v of every attention with one matrix product (exact; diffusers' fused processor).
+
+    Returns:
+        The number of attention layers fused.
+    """
+    from diffusers.models.attention_processor import Attention, FusedCogVideoXAttnProcessor2_0
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and not getattr(module, "fused_projections", False):
+            module.fuse_projections(fuse=True)
+            module.fused_projections = True
+            module.set_processor(FusedCogVideoXAttnProcessor2_0())
+            count += 1
+    return count
+
+
+class Fp8Linear(nn.Module):
+    """An ``nn.Linear`` computed as an FP8 (e4m3) matrix product with row-wise scales (approximate).
+
+    The weight is quantised once, one scale per output row; the input is quantised on the fly, one scale
+    per token; ``torch._scaled_mm`` multiplies and returns the input dtype. This is an *option* of the
+    sampler (off by default): results differ from bf16 by the e4m3 rounding (3 mantissa bits).
+    Needs a GPU with FP8 tensor cores (Hopper or newer) and in/out features that are multiples of 16.
+
+    Args:
+        linear: The layer to replace (its bias is kept in its own dtype).
+    """
+
+    E4M3_MAX = 448.0
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / self.E4M3_MAX
+        self.register_buffer("weight_fp8", (weight / scale).to(torch.float8_e4m3fn))  # [N, K]
+        self.register_buffer("weight_scale", scale.reshape(1, -1))  # [1, N]
+        self.bias = linear.bias
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        scale = flat.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / self.E4M3_MAX
+        q = (flat.float() / scale).to(torch.float8_e4m3fn)
+        out = torch._scaled_mm(q, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale, out_dtype=x.dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
+
+
+def enable_fp8_linears(model: nn.Module) -> int:
+    """Replace the attention and feed-forward linears of every block by ``Fp8Linear`` (in place).
+
+    Embeddings, adaptive norms and the output projection stay in their dtype (they are small and
+    sensitive). This is an approximate speed option, off by default.
+
+    Returns:
+        The number of layers replaced.
+    """
+    count = 0
+    for block in model.transformer_blocks:
+        for name, module in list(block.named_modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, nn.Linear) and ("attn" in name or name.startswith("ff")):
+                    setattr(module, child_name, Fp8Linear(child))
+                    count += 1
+    return count
 
 
 class PoseTransformer3DModel(ModelMixin, ConfigMixin):

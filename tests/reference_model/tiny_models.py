@@ -61,3 +61,68 @@ def tiny_camera_encoder(seed: int = 0):
 
     torch.manual_seed(seed)
     return CameraEncoder(**TINY_CAMERA_ENCODER, zero_init_output=False).eval()
+
+
+TINY_VAE = dict(
+    block_out_channels=(8, 8, 8, 8),  # four levels: 8x spatial compression like the real VAE
+    latent_channels=TINY_TRANSFORMER["out_channels"],
+    layers_per_block=1,
+    norm_num_groups=4,
+    sample_height=32,
+    sample_width=32,
+)
+TINY_WORDS = ["<pad>", "</s>", "<unk>", "a", "character", "walks", "low", "quality", "blurry", "smooth", "motion"]
+
+
+def tiny_tokenizer():
+    """A word-level fast tokenizer (T5's pad/eos/unk ids 0/1/2), built offline with ``tokenizers``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(TINY_WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_pipeline(seed: int = 0, stage: int = 2):
+    """A ``CharacterShotPipeline`` of tiny random components (32 x 32 frames, 9-frame clips).
+
+    Args:
+        seed: Seed of all weights.
+        stage: 2 (multi-view transformer + camera encoder) or 1 (pose transformer alone).
+    """
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
+    from transformers import T5Config, T5EncoderModel
+
+    from reference_model.pipeline import COGVIDEOX_SCHEDULER_CONFIG, CharacterShotPipeline
+
+    torch.manual_seed(seed)
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=len(TINY_WORDS), d_model=TINY_TRANSFORMER["text_embed_dim"], d_kv=4, d_ff=16,
+                 num_layers=1, num_heads=2)  # fmt: skip
+    ).eval()
+    vae = AutoencoderKLCogVideoX(**TINY_VAE).eval()
+    if stage == 2:
+        transformer, camera = tiny_stage2(seed, perturb_view_branch=True), tiny_camera_encoder(seed)
+    else:
+        transformer, camera = tiny_stage1(seed), None
+    return CharacterShotPipeline(
+        tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae, transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER_CONFIG), camera_encoder=camera,
+    )  # fmt: skip
+
+
+def tiny_inputs(num_views: int = 3, frames: int = 9, size: int = 32, seed: int = 0):
+    """Random reference images, poses and rig cameras for ``tiny_pipeline`` (``[0, 1]`` float arrays)."""
+    import numpy as np
+
+    from character4d.cameras import RigConfig, rig_cameras
+
+    rng = np.random.default_rng(seed)
+    return dict(
+        images=rng.random((num_views, 3, size, size), dtype=np.float32),
+        poses=rng.random((frames, 3, size, size), dtype=np.float32),
+        cameras=rig_cameras(RigConfig(num_views=21, resolution=size)).select(list(range(num_views))),
+    )
