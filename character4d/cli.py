@@ -9,20 +9,52 @@ import argparse
 import contextlib
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from character4d.config import ENGINES, POSE_VARIANTS, ROOT_MOTIONS, RenderConfig
+from character4d.config import CODECS, ENGINES, POSE_VARIANTS, RIG_FIELDS, ROOT_MOTIONS, RunConfig, field_docs, parse_start
+from character4d.errors import EXIT_BAD_INPUT, EXIT_OK, exit_code
+
+# Flag names that differ from the config field (short names users already type).
+_FLAG_NAMES = {"num_frames": "frames", "num_views": "views"}
+_CHOICES = {"engine": ENGINES, "pose_variant": POSE_VARIANTS, "root_motion": ROOT_MOTIONS, "codec": CODECS}
+_OPTIONAL_TYPES = {"samples": int, "height": float, "png_level": int}  # fields whose default is None
 
 
-def _config_help(name: str) -> str:
-    """The attribute's line from RenderConfig's docstring, so --help and the code never disagree."""
-    doc = RenderConfig.__doc__ or ""
-    for line in doc.splitlines():
-        line = line.strip()
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    return ""
+def _config_docs() -> dict[str, str]:
+    """Every config field's full documentation (rig fields from RigConfig's own docstring)."""
+    from character4d.cameras import RigConfig
+
+    run, rig = field_docs(RunConfig), field_docs(RigConfig)
+    docs = {name: doc for name, doc in run.items() if name != "rig"}
+    docs.update({flat: rig[rig_name] for flat, rig_name in RIG_FIELDS.items()})
+    return docs
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (rig fields flat), with the field's full doc and default as help."""
+    docs = _config_docs()
+    defaults = RunConfig().to_json()
+    group = p.add_argument_group("render settings (RunConfig)")
+    for name, default in defaults.items():
+        flag = "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
+        doc = docs[name].replace("%", "%%")
+        if isinstance(default, bool):
+            if default:  # on by default: the flag turns it off
+                group.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=f"turn off: {doc}")
+            else:
+                group.add_argument(flag, dest=name, action="store_true", help=doc)
+            continue
+        kwargs: dict = {"dest": name, "default": default, "help": f"{doc} (default: {default})"}
+        if name in _CHOICES:
+            kwargs["choices"] = _CHOICES[name]
+        elif name == "start":
+            kwargs["type"] = parse_start
+            kwargs["metavar"] = "auto|SECONDS"
+        elif default is None:  # optional numbers
+            kwargs["type"] = _OPTIONAL_TYPES[name]
+        else:
+            kwargs["type"] = type(default)
+        group.add_argument(flag, **kwargs)
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
@@ -34,39 +66,35 @@ def _add_render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default="0/1", help="I/N: render every N-th job starting at I (default 0/1)")
     p.add_argument("--format", dest="fmt", choices=("shards", "folders"), default="shards")
     p.add_argument("--samples-per-tar", type=int, default=8, help="samples per shard tar (default 8)")
-    p.add_argument("--resolution", type=int, default=512, help=_config_help("resolution"))
-    p.add_argument("--frames", type=int, default=25, help=_config_help("num_frames"))
-    p.add_argument("--views", type=int, default=21, help=_config_help("num_views"))
-    p.add_argument("--fps", type=float, default=15.0, help=_config_help("fps"))
-    p.add_argument("--start", type=float, default=0.0, help=_config_help("start"))
-    p.add_argument("--engine", choices=ENGINES, default="cycles", help=_config_help("engine"))
-    p.add_argument("--samples", type=int, default=None, help=_config_help("samples"))
-    p.add_argument("--no-denoise", action="store_true", help="disable the Cycles denoiser")
-    p.add_argument("--seed", type=int, default=0, help=_config_help("seed"))
-    p.add_argument("--mask", action="store_true", help=_config_help("mask"))
-    p.add_argument("--depth", action="store_true", help=_config_help("depth"))
-    p.add_argument("--hands", action="store_true", help=_config_help("hands"))
-    p.add_argument("--pose-variant", choices=POSE_VARIANTS, default="openpose", help=_config_help("pose_variant"))
-    p.add_argument("--height", type=float, default=None, help=_config_help("height"))
-    p.add_argument("--root-motion", choices=ROOT_MOTIONS, default="center", help=_config_help("root_motion"))
-    p.add_argument("--no-face-front", action="store_true", help="keep each motion's own heading")
-    p.add_argument("--threads", type=int, default=0, help=_config_help("threads"))
-    for name in ("radius", "cam_height", "fov_deg", "elevation_deg", "apose_arm_deg"):
-        default = {f.name: f.default for f in fields(RenderConfig)}[name]
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=_config_help(name))
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also render again the jobs recorded as failed for a bad input (crashed jobs are retried "
+                        "anyway, up to --max-attempts)")
+    p.add_argument("--max-attempts", type=int, default=3,
+                   help="render a job whose worker crashed (killed, out of memory) at most this often over all "
+                        "runs (default 3)")
+    _add_config_args(p)
     p.add_argument("--ray", type=int, metavar="N", default=None,
-                   help="fan the job list out as N shards over a Ray cluster (needs `pip install ray`)")
+                   help="fan the job list out as N shards over a Ray cluster (RAY_ADDRESS, or a local one)")
+    p.add_argument("--ray-cpus", type=int, default=None,
+                   help="start the local Ray cluster with this many CPUs (default: all); ignored with RAY_ADDRESS")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _render_config(a: argparse.Namespace) -> RenderConfig:
-    return RenderConfig(
-        resolution=a.resolution, num_frames=a.frames, fps=a.fps, start=a.start, num_views=a.views,
-        radius=a.radius, cam_height=a.cam_height, fov_deg=a.fov_deg, elevation_deg=a.elevation_deg,
-        engine=a.engine, samples=a.samples, denoise=not a.no_denoise, seed=a.seed, mask=a.mask, depth=a.depth,
-        hands=a.hands, pose_variant=a.pose_variant, apose_arm_deg=a.apose_arm_deg, height=a.height,
-        root_motion=a.root_motion, face_front=not a.no_face_front, threads=a.threads,
-    )
+def _render_config(a: argparse.Namespace) -> RunConfig:
+    return RunConfig.from_json({name: getattr(a, name) for name in RunConfig().to_json()})
+
+
+def _print_summary(summary) -> None:
+    shard = summary.shard
+    print(f"shard {shard[0]}/{shard[1]}: {len(summary.done)} rendered, {len(summary.skipped)} already done, "
+          f"{len(summary.failed)} failed (bad input), {len(summary.crashed)} crashed in {summary.seconds:.1f} s; "
+          f"manifest: {summary.manifest}")
+    for key, reason in summary.failed.items():
+        print(f"  FAILED {key}: {reason}")
+    for key, reason in summary.crashed.items():
+        print(f"  CRASHED {key}: {reason}")
+    for warning in summary.warnings:
+        print(f"  WARNING {warning}")
 
 
 def cmd_render(a: argparse.Namespace) -> int:
@@ -78,19 +106,20 @@ def cmd_render(a: argparse.Namespace) -> int:
         from character4d.ray_driver import render_with_ray
 
         summaries = render_with_ray(a.characters, a.motions, a.out, cfg, a.ray, fmt=a.fmt,
-                                    samples_per_tar=a.samples_per_tar, pairing=a.pairing)
-        failed = sum(len(s["failed"]) for s in summaries)
-        print(f"ray: {len(summaries)} shards done, {sum(len(s['done']) for s in summaries)} samples rendered, "
-              f"{failed} failed; output in {a.out}")
-        return 1 if failed else 0
+                                    samples_per_tar=a.samples_per_tar, pairing=a.pairing,
+                                    retry_failed=a.retry_failed, max_attempts=a.max_attempts, num_cpus=a.ray_cpus)
+        for summary in summaries:
+            _print_summary(summary)
+        bad = sum(len(s.failed) + len(s.crashed) for s in summaries)
+        print(f"ray: {len(summaries)} shards, {sum(len(s.done) for s in summaries)} samples rendered, "
+              f"{bad} failed or crashed; output in {a.out}")
+        return EXIT_BAD_INPUT if bad else EXIT_OK
     shard = parse_shard(a.shard)
     summary = render(a.characters, a.motions, a.out, cfg, shard=shard, fmt=a.fmt,
-                     samples_per_tar=a.samples_per_tar, progress=not a.quiet, pairing=a.pairing)
-    print(f"shard {shard[0]}/{shard[1]}: {len(summary.done)} rendered, {len(summary.skipped)} already done, "
-          f"{len(summary.failed)} failed in {summary.seconds:.1f} s; manifest: {summary.manifest}")
-    for key, reason in summary.failed.items():
-        print(f"  FAILED {key}: {reason}")
-    return 1 if summary.failed else 0
+                     samples_per_tar=a.samples_per_tar, progress=not a.quiet, pairing=a.pairing,
+                     retry_failed=a.retry_failed, max_attempts=a.max_attempts)
+    _print_summary(summary)
+    return EXIT_OK if summary.ok else EXIT_BAD_INPUT
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
@@ -129,7 +158,7 @@ def _quiet_fds():
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
-    from character4d.inspect import inspect_file
+    from character4d.inspection import inspect_file
 
     status = 0
     for path in a.files:
@@ -170,12 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``character4d`` command line; returns the exit status (character4d.errors: 0 ok, 1 bad input, 2 usage)."""
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"character4d {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -8,23 +8,30 @@ the folder of fields it wrote into a `Sample`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from character4d.blender.character import CHARACTER_SUFFIXES, MOTION_SUFFIXES  # bpy only inside functions
-from character4d.config import RenderConfig
+from character4d.config import RunConfig
+from character4d.errors import InputError
 from character4d.format import Sample
 from character4d.jobs import Job, RunSummary, make_jobs, run_jobs
+from character4d.jobs.runner import DEFAULT_MAX_ATTEMPTS, WorkerCrashError
 
+# The worker process: ``python -m character4d.blender.worker JOB.json`` (the only place bpy is imported).
+# CHARACTER4D_WORKER_MODULE names another module with the same job-file protocol (the test suite uses a
+# bpy-free one to crash workers on purpose and to run Ray tasks quickly).
+WORKER_MODULE = "character4d.blender.worker"
 
 
 class RenderError(RuntimeError):
-    """Blender failed on a job for a reason other than a bad input (crash, internal error)."""
+    """Blender failed on a job for a reason other than a bad input (an internal error)."""
 
 
-class BadInputError(ValueError):
+class BadInputError(InputError):
     """A job's input file cannot be used (corrupt file, empty mesh, non-humanoid skeleton, no animation)."""
 
 
@@ -47,7 +54,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def render_job(job: Job, scratch: Path, cfg: RenderConfig,
+def _signal_name(code: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def render_job(job: Job, scratch: Path, cfg: RunConfig,
                on_progress: Callable[[int, int], None] | None = None) -> Sample:
     """Render one job in a Blender worker process.
 
@@ -62,7 +78,9 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
 
     Raises:
         BadInputError: the worker rejected an input file (message from the worker).
-        RenderError: the worker crashed or failed otherwise (with the end of its log).
+        WorkerCrashError: the worker died without reporting (killed by a signal, e.g. the OOM killer's
+            SIGKILL) or ran out of memory; the job runner retries these.
+        RenderError: the worker failed otherwise (with its traceback).
     """
     out = scratch / job.key
     job_file = scratch / "job.json"
@@ -70,7 +88,8 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
         "character": str(Path(job.character_path).resolve()), "motion": str(Path(job.motion_path).resolve()),
         "key": job.key, "config": cfg.to_json(), "out": str(out),
     }))
-    proc = subprocess.Popen([sys.executable, "-m", "character4d.blender.worker", str(job_file)],
+    module = os.environ.get("CHARACTER4D_WORKER_MODULE", WORKER_MODULE)
+    proc = subprocess.Popen([sys.executable, "-m", module, str(job_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=_die_with_parent)
     result = None
@@ -85,10 +104,13 @@ def render_job(job: Job, scratch: Path, cfg: RenderConfig,
     code = proc.wait()
     log = scratch / f"{job.key}.log"
     if result is None:
-        raise RenderError(f"Blender worker died (exit code {code}) on {job.key}; log tail:\n{_tail(log)}")
+        how = f"killed by {_signal_name(code)}" if code < 0 else f"exit code {code}"
+        raise WorkerCrashError(f"Blender worker died ({how}) on {job.key}; log tail:\n{_tail(log)}")
     if not result["ok"]:
         if result.get("bad_input"):
             raise BadInputError(result["message"])
+        if result.get("error") == "MemoryError":
+            raise WorkerCrashError(f"Blender worker ran out of memory on {job.key}: {result['message']}")
         # The scratch folder (with the worker's log) is deleted after the job: keep the traceback.
         raise RenderError(f"{result['error']}: {result['message']}\nworker traceback:\n{result.get('traceback', '')}")
     files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
@@ -137,50 +159,83 @@ def pair_jobs(chars: Sequence[Path], motions: Sequence[Path], pairing: str = "pr
     return [j for j in jobs if (str(j.character_path), str(j.motion_path)) in wanted]
 
 
-def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path, cfg: RenderConfig,
+def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path, cfg: RunConfig,
            shard: tuple[int, int] = (0, 1), fmt: str = "shards", samples_per_tar: int = 8,
-           progress: bool = True, pairing: str = "product") -> RunSummary:
+           progress: bool = True, pairing: str = "product", retry_failed: bool = False,
+           max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> RunSummary:
     """Render a slice of the characters x motions job list into ``out``.
 
     Args:
         characters: character files/folders (None: the embedded default characters).
         motions: motion files/folders (None: the embedded default motions).
         out: output directory.
-        cfg: render settings.
+        cfg: run settings.
         shard: (i, N) slice of the sorted job list.
         fmt: "shards" or "folders".
         samples_per_tar: samples per tar part.
         progress: show progress bars.
         pairing: "product" (every character x every motion) or "zip" (one motion per character).
+        retry_failed: render again the jobs recorded as failed for a bad input.
+        max_attempts: attempts a job whose worker crashes gets over all runs.
 
     Returns:
-        The run summary (done, skipped, failed with reasons).
+        The run summary (done, skipped, failed and crashed with reasons, framing warnings).
     """
     from character4d.jobs import collect_inputs
 
     if not characters or not motions:  # None or empty: the embedded default data
         default_chars, default_motions = default_inputs()
-    chars = collect_inputs(characters, CHARACTER_SUFFIXES) if characters else default_chars
-    mots = collect_inputs(motions, MOTION_SUFFIXES) if motions else default_motions
+    # Absolute paths: jobs travel to other processes and nodes (Ray), whose working directory differs.
+    chars = [p.resolve() for p in (collect_inputs(characters, CHARACTER_SUFFIXES) if characters else default_chars)]
+    mots = [p.resolve() for p in (collect_inputs(motions, MOTION_SUFFIXES) if motions else default_motions)]
     if not chars:
-        raise ValueError(f"--characters: no character files ({', '.join(CHARACTER_SUFFIXES)}) in {characters}")
+        raise InputError(f"--characters: no character files ({', '.join(CHARACTER_SUFFIXES)}) in {characters}")
     if not mots:
-        raise ValueError(f"--motions: no motion files ({', '.join(MOTION_SUFFIXES)}) in {motions}")
+        raise InputError(f"--motions: no motion files ({', '.join(MOTION_SUFFIXES)}) in {motions}")
     jobs = pair_jobs(chars, mots, pairing)
     bar = _ImageBar(progress)
 
     def render_fn(job: Job, scratch: Path) -> Sample:
         bar.start(job.key)
         try:
-            return render_job(job, scratch, cfg, bar.update)
+            return encode_images(render_job(job, scratch, cfg, bar.update), cfg)
         finally:
             bar.close()
 
     # Thread count changes speed, not pixels: it stays out of the recorded config, so a resumed run may
     # use another one.
     recorded = {k: v for k, v in cfg.to_json().items() if k != "threads"}
-    return run_jobs(jobs, render_fn, out, shard=shard, config=recorded, fmt=fmt,
-                    samples_per_tar=samples_per_tar, progress=progress)
+    return run_jobs(jobs, render_fn, out, shard=shard, config=recorded, fmt=fmt, samples_per_tar=samples_per_tar,
+                    progress=progress, retry_failed=retry_failed, max_attempts=max_attempts, warn_fn=_framing_warning)
+
+
+def _framing_warning(sample: Sample) -> str | None:
+    """The run summary's note when the character leaves the frame (meta.json ``framing``)."""
+    try:
+        from character4d.framing import framing_warning
+    except ImportError:  # older Blender layers record no framing
+        return None
+    return framing_warning(sample.meta, sample.key)
+
+
+def encode_images(sample: Sample, cfg: RunConfig) -> Sample:
+    """Re-encode a rendered sample's images with the config's codec (``codec``, ``png_level``).
+
+    The renderer writes PNGs; with ``codec="png"`` and ``png_level=None`` the sample is returned as it is
+    (byte-identical to earlier releases).
+
+    Args:
+        sample: the rendered sample.
+        cfg: run settings.
+
+    Returns:
+        The sample with its RGBA frames, A-pose images and pose maps in the chosen encoding.
+    """
+    from character4d.format import transcode
+
+    if cfg.codec == "png" and cfg.png_level is None:
+        return sample
+    return transcode(sample, cfg.codec, png_level=cfg.png_level)
 
 
 class _ImageBar:

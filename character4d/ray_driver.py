@@ -2,43 +2,57 @@
 
 Every task runs the same code path as ``character4d render --shard i/N`` on a worker node, so the
 output directory (a shared file system) ends up exactly as N separate SLURM array tasks would leave it,
-and a re-run resumes the same way.
+and a re-run resumes the same way. Input paths are made absolute here, before they travel: a Ray
+worker's working directory is not the driver's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from character4d.config import RenderConfig
+from character4d.config import RunConfig
+from character4d.jobs import RunSummary
+from character4d.jobs.runner import DEFAULT_MAX_ATTEMPTS
 
 
-def _render_shard(characters, motions, out, cfg_json, i, n, fmt, samples_per_tar, pairing) -> dict:
+def _render_shard(characters: list[str] | None, motions: list[str] | None, out: str, cfg_json: dict, i: int,
+                  n: int, options: dict[str, Any]) -> dict:
     from character4d.pipeline import render
 
-    s = render(characters, motions, Path(out), RenderConfig.from_json(cfg_json), shard=(i, n), fmt=fmt,
-               samples_per_tar=samples_per_tar, progress=False, pairing=pairing)
-    return {"shard": [i, n], "done": list(s.done), "skipped": list(s.skipped), "failed": dict(s.failed)}
+    chars = [Path(p) for p in characters] if characters else None
+    mots = [Path(p) for p in motions] if motions else None
+    summary = render(chars, mots, Path(out), RunConfig.from_json(cfg_json), shard=(i, n), progress=False, **options)
+    return summary.to_json()
+
+
+def _absolute(paths: Sequence[Path | str] | None) -> list[str] | None:
+    return [str(Path(p).expanduser().resolve()) for p in paths] if paths else None
 
 
 def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path,
-                    cfg: RenderConfig, num_shards: int, fmt: str = "shards", samples_per_tar: int = 8,
-                    cpus_per_task: int = 2, pairing: str = "product") -> list[dict]:
+                    cfg: RunConfig, num_shards: int, fmt: str = "shards", samples_per_tar: int = 8,
+                    cpus_per_task: int = 2, pairing: str = "product", retry_failed: bool = False,
+                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, num_cpus: int | None = None) -> list[RunSummary]:
     """Render all ``num_shards`` slices as Ray tasks and wait for them.
 
-    Connects to the cluster named by ``RAY_ADDRESS`` (or starts a local one).
+    Connects to the cluster named by ``RAY_ADDRESS``, or starts a local one (with ``num_cpus`` CPUs)
+    when Ray is not initialised yet.
 
     Args:
         characters, motions: inputs as for ``character4d render`` (None: embedded data).
         out: output directory, on storage every node can write.
-        cfg: render settings.
+        cfg: run settings.
         num_shards: N.
         fmt, samples_per_tar: output layout.
+        cpus_per_task: CPUs reserved per task (Blender gets as many threads unless ``cfg.threads`` is set).
         pairing: "product" or "zip", as for ``character4d render``.
-        cpus_per_task: CPUs reserved per task (Blender uses them all).
+        retry_failed, max_attempts: as for :func:`character4d.jobs.run_jobs`.
+        num_cpus: CPUs of a local cluster started here (None: all of the machine's).
 
     Returns:
-        One summary dict per shard.
+        One :class:`~character4d.jobs.RunSummary` per shard, in shard order.
 
     Raises:
         ImportError: when ray is not installed (with the install command).
@@ -51,12 +65,13 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
     except ImportError as exc:
         raise ImportError("--ray needs Ray: pip install 'character4d-toolkit[ray]' (or pip install ray)") from exc
     if not ray.is_initialized():
-        ray.init()
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=cpus_per_task)(_render_shard)
     if not cfg.threads:  # Blender would use every core of the node, whatever Ray reserved
-        cfg = RenderConfig.from_json({**cfg.to_json(), "threads": cpus_per_task})
-    chars = [str(p) for p in characters] if characters else None
-    mots = [str(p) for p in motions] if motions else None
-    refs = [task.remote(chars, mots, str(out), cfg.to_json(), i, num_shards, fmt, samples_per_tar, pairing)
+        cfg = cfg.replace(threads=cpus_per_task)
+    options = {"fmt": fmt, "samples_per_tar": samples_per_tar, "pairing": pairing, "retry_failed": retry_failed,
+               "max_attempts": max_attempts}
+    out = Path(out).expanduser().resolve()
+    refs = [task.remote(_absolute(characters), _absolute(motions), str(out), cfg.to_json(), i, num_shards, options)
             for i in range(num_shards)]
-    return ray.get(refs)
+    return [RunSummary.from_json(d) for d in ray.get(refs)]

@@ -32,11 +32,11 @@ the one import path:
 module             what it owns
 =================  ==============================================================
 ``names``          keys, ids, field names, field <-> folder path
-``codecs``         PNG / npy / JSON / depth encoders
+``codecs``         PNG / lossless WebP / npy / JSON / depth encoders
 ``meta``           the ``meta.json`` document
 ``sample``         :class:`Sample` (lazy decoding)
 ``validation``     the contract checks behind :meth:`Sample.validate`
-``build``          :func:`build_sample` from arrays
+``build``          :func:`build_sample` from arrays, :func:`transcode`
 ``folders``        the folder layout, atomic write and read
 ``shards``         :class:`ShardWriter` and tar reading
 ``discovery``      :func:`open_samples`, :func:`export_folders`
@@ -45,8 +45,17 @@ module             what it owns
 
 from __future__ import annotations
 
-from character4d.format.build import build_sample
-from character4d.format.codecs import encode_depth, encode_json, encode_npy, encode_png
+from character4d.format.build import CODECS, build_sample, transcode
+from character4d.format.codecs import (
+    decode_image,
+    decode_stack,
+    encode_depth,
+    encode_json,
+    encode_npy,
+    encode_png,
+    encode_webp,
+    encode_webp_stack,
+)
 from character4d.format.discovery import export_folders, open_samples
 from character4d.format.folders import read_folder_sample, write_folder_sample
 from character4d.format.meta import REQUIRED_META_KEYS
@@ -74,6 +83,7 @@ from character4d.format.shards import ShardWriter
 
 __all__ = [
     "APOSE_JOINTS",
+    "CODECS",
     "CAMERAS",
     "JOINTS",
     "MAX_FRAMES",
@@ -85,11 +95,15 @@ __all__ = [
     "ShardWriter",
     "apose_name",
     "build_sample",
+    "decode_image",
+    "decode_stack",
     "depth_name",
     "encode_depth",
     "encode_json",
     "encode_npy",
     "encode_png",
+    "encode_webp",
+    "encode_webp_stack",
     "export_folders",
     "field_to_path",
     "frame_name",
@@ -101,5 +115,6 @@ __all__ = [
     "read_folder_sample",
     "sample_key",
     "sanitize_id",
+    "transcode",
     "write_folder_sample",
 ]

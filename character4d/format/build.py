@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from character4d.format.codecs import _encode_depth, encode_json, encode_npy, encode_png
+from character4d.format.codecs import WEBP_METHOD, _encode_depth, encode_json, encode_npy, encode_png, encode_webp, encode_webp_stack
 from character4d.format.names import (
     APOSE_JOINTS,
     CAMERAS,
@@ -20,6 +20,8 @@ from character4d.format.names import (
     frame_name,
     mask_name,
     parse_key,
+    _parse_field,
+    _stack_field,
     pose_name,
 )
 from character4d.format.sample import Sample
@@ -148,3 +150,54 @@ def build_sample(
     return Sample.from_files(key, files, validate=True)
 
 
+
+
+CODECS = ("png", "webp", "webp-view")
+
+
+def transcode(sample: Sample, codec: str, png_level: int | None = None, method: int = WEBP_METHOD) -> Sample:
+    """Re-encode a sample's RGBA frames, A-pose images and pose maps (depth, masks and the rest unchanged).
+
+    Args:
+        sample: any valid sample (PNG or WebP fields).
+        codec: "png" (one PNG per image, at ``png_level``), "webp" (one lossless WebP per image) or
+            "webp-view" (A-pose images as WebP, and one lossless animated WebP per view for the motion
+            frames and one for the pose maps).
+        png_level: zlib level for "png" (None: 1).
+        method: libwebp effort 0-6 for the WebP codecs.
+
+    Returns:
+        The re-encoded, validated sample; every visible pixel decodes as before (WebP stores the colour
+        under fully transparent pixels as 0).
+
+    Raises:
+        ValueError: for an unknown codec.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"codec: expected one of {CODECS}, got {codec!r}")
+    level = 1 if png_level is None else png_level
+    views, frames = sample.num_views, sample.num_frames
+    colour_kinds = ("apose", "motion", "pose")
+    files = {n: d for n, d in sample.files.items() if _kind(n) not in colour_kinds}
+
+    def single(array: np.ndarray, png_name: str) -> None:
+        if codec == "png":
+            files[png_name] = encode_png(array, level)
+        else:
+            files[png_name[: -len("png")] + "webp"] = encode_webp(array, method)
+
+    for v in range(views):
+        single(sample.apose(v), apose_name(v))
+        for kind, read, name in (("motion", sample.frame, frame_name), ("pose", sample.pose, pose_name)):
+            images = [read(v, f) for f in range(frames)]
+            if codec == "webp-view":
+                files[_stack_field(kind, v)] = encode_webp_stack(images, method)
+            else:
+                for f, image in enumerate(images):
+                    single(image, name(v, f))
+    return Sample.from_files(sample.key, files, validate=True)
+
+
+def _kind(name: str) -> str | None:
+    parsed = _parse_field(name)
+    return None if parsed is None else parsed.kind

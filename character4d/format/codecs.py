@@ -24,12 +24,13 @@ _DEPTH_READ_MODES = ("I;16", "I;16B", "I;16L", "I")
 # --------------------------------------------------------------------------------------------
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """Encode an image as PNG (fast zlib level 1: the shards are dominated by PNG encode time).
+def encode_png(array: np.ndarray, level: int = 1) -> bytes:
+    """Encode an image as PNG (by default fast zlib level 1: the shards are dominated by PNG encode time).
 
     Args:
         array: uint8 [H, W] (L), [H, W, 1] (L), [H, W, 3] (RGB), [H, W, 4] (RGBA), or uint16 [H, W]
             (16-bit greyscale, used for depth in millimetres).
+        level: zlib level, 0 (none) to 9 (smallest, slowest).
 
     Returns:
         The PNG bytes.
@@ -50,7 +51,7 @@ def encode_png(array: np.ndarray) -> bytes:
             f"got {array.dtype} {list(array.shape)}"
         )
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
 
 
@@ -129,3 +130,101 @@ def _encode_depth(depth_m: np.ndarray, arg: str) -> bytes:
     return encode_png(millimetres)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# WebP (lossless, for training data) and re-encoding whole samples
+# --------------------------------------------------------------------------------------------
+
+# libwebp's effort, 0-6: 0 writes a 512 px frame in a few milliseconds; higher levels shrink the file
+# by ~5-25 % for up to 40x the time (scripts/bench/codec_sizes.py measures both).
+WEBP_METHOD = 0
+
+
+def _webp_ready(array: np.ndarray) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        got = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise ValueError(f"array: expected uint8 [H, W, 3] or [H, W, 4], got {got}")
+    if array.shape[2] == 4:
+        # A fully transparent pixel shows nothing; WebP's animation encoder does not keep its colour, so
+        # it is stored as 0 for every WebP form (what the decoder gives back, so round trips are exact).
+        array = np.where(array[..., 3:] == 0, 0, array).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def encode_webp(array: np.ndarray, method: int = WEBP_METHOD) -> bytes:
+    """Encode one RGB or RGBA image as lossless WebP.
+
+    Args:
+        array: uint8 [H, W, 3] or [H, W, 4] (straight alpha; colour under alpha 0 is stored as 0).
+        method: libwebp effort 0 (fast) to 6 (smallest).
+
+    Returns:
+        The WebP bytes.
+
+    Raises:
+        ValueError: for another dtype or shape.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(_webp_ready(array)).save(buffer, format="WEBP", lossless=True, quality=100, method=method,
+                                             exact=True)
+    return buffer.getvalue()
+
+
+def encode_webp_stack(arrays: list[np.ndarray], method: int = WEBP_METHOD) -> bytes:
+    """Encode the frames of one view as one lossless animated WebP (every frame a key frame).
+
+    Args:
+        arrays: F uint8 images [H, W, C], C = 3 or 4, all of one shape.
+        method: libwebp effort 0 (fast) to 6 (smallest).
+
+    Returns:
+        The WebP bytes; decoding frame f gives back ``arrays[f]`` (RGBA, colour under alpha 0 as 0).
+
+    Raises:
+        ValueError: for no frames, another dtype, or frames of different shapes.
+    """
+    if not arrays:
+        raise ValueError("arrays: expected at least one frame")
+    images = [_webp_ready(a) for a in arrays]
+    if any(im.shape != images[0].shape for im in images):
+        raise ValueError(f"arrays: expected frames of one shape, got {sorted({im.shape for im in images})}")
+    frames = [Image.fromarray(im) for im in images]
+    buffer = io.BytesIO()
+    # kmax=1: every frame is a key frame, so the decoder never blends it over the previous one (the
+    # blended reconstruction of transparent pixels would not be exact). Still ~0.3x the PNG size.
+    frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], lossless=True, quality=100,
+                   method=method, exact=True, kmin=1, kmax=1, duration=40, loop=0)
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, channels: int, frame: int | None = None) -> np.ndarray:
+    """Decode PNG or WebP bytes to uint8 [H, W, channels] (RGB -> RGBA adds alpha 255; RGBA -> RGB drops it).
+
+    Args:
+        data: the encoded image.
+        channels: 3 or 4.
+        frame: for an animated WebP, the frame to read.
+
+    Returns:
+        The image.
+
+    Raises:
+        OSError, SyntaxError, ValueError, EOFError: for data PIL cannot decode (callers wrap them).
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        if frame is not None:
+            if not 0 <= frame < getattr(image, "n_frames", 1):
+                raise ValueError(f"frame {frame} outside the image's {getattr(image, 'n_frames', 1)} frames")
+            image.seek(frame)
+        return np.array(image.convert("RGBA" if channels == 4 else "RGB"))
+
+
+def decode_stack(data: bytes, channels: int) -> np.ndarray:
+    """Decode every frame of an animated WebP: uint8 [F, H, W, channels]."""
+    with Image.open(io.BytesIO(data)) as image:
+        frames = []
+        for f in range(getattr(image, "n_frames", 1)):
+            image.seek(f)
+            frames.append(np.array(image.convert("RGBA" if channels == 4 else "RGB")))
+    return np.stack(frames)

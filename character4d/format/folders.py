@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from character4d.format.names import SampleFormatError, field_to_path, path_to_field
 from character4d.format.sample import Sample
@@ -45,12 +45,27 @@ def read_folder_sample(folder: str | os.PathLike, validate: bool = True) -> Samp
         raise SampleFormatError(f"{folder}: {exc}", exc.problems) from exc
 
 
+def _write_durable(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_folder_sample(sample: Sample, root: str | os.PathLike) -> Path:
     """Write a sample as ``root/<key>/`` atomically.
 
-    Files go to ``root/.<key>.tmp/`` first (a leftover one from an interrupted write is removed), and
-    the folder is renamed to ``root/<key>`` only when complete, so a reader or a resumed job never
-    sees half a sample.
+    Files go to ``root/.<key>.tmp/`` first (a leftover one from an interrupted write is removed), are
+    fsynced, and the folder is renamed to ``root/<key>`` only when complete, so a reader or a resumed
+    job never sees half a sample, even after a node crash or power loss.
 
     Args:
         sample: the sample.
@@ -79,8 +94,13 @@ def write_folder_sample(sample: Sample, root: str | os.PathLike) -> Path:
         for name in sorted(paths):
             target = staging / paths[name]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(sample.files[name])
+            _write_durable(target, sample.files[name])
+        # The data, then the folders' entries, reach the disk before the rename makes the sample
+        # visible: after a power loss a renamed sample is complete, never a set of truncated files.
+        for folder in sorted({staging / PurePosixPath(p).parent for p in paths.values()}, reverse=True):
+            _fsync_dir(folder)
         os.rename(staging, final)
+        _fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -35,11 +35,18 @@ _OPTIONAL_KINDS = ("depth", "mask", "normal")
 _MOTION = "motion"
 _APOSE = "apose"
 
-_APOSE_FIELD_RE = re.compile(r"^apose\.v(\d{2})\.png$")
-_FRAME_FIELD_RE = re.compile(r"^(?:(pose|depth|mask|normal)\.)?v(\d{2})\.f(\d{3})\.png$")
+# Images are PNG, or lossless WebP for training data (character4d.format.codecs.transcode): per image
+# (``v00.f000.webp``) or one animated WebP per view holding all frames of the motion or the pose maps
+# (``v00.webp``, ``pose.v00.webp``; folders ``motion/view00.webp``, ``pose/view00.webp``).
+IMAGE_EXTENSIONS = ("png", "webp")
+_STACK_KINDS = ("motion", "pose")
+_APOSE_FIELD_RE = re.compile(r"^apose\.v(\d{2})\.(png|webp)$")
+_FRAME_FIELD_RE = re.compile(r"^(?:(pose|depth|mask|normal)\.)?v(\d{2})\.f(\d{3})\.(png|webp)$")
+_STACK_FIELD_RE = re.compile(r"^(?:(pose)\.)?v(\d{2})\.webp$")
 _TOP_FIELD_RE = re.compile(r"^[a-z][a-z0-9_]*\.(?:json|npy)$")
-_APOSE_PATH_RE = re.compile(r"^apose/view(\d{2})\.png$")
-_FRAME_PATH_RE = re.compile(r"^(motion|pose|depth|mask|normal)/view(\d{2})/(\d{3})\.png$")
+_APOSE_PATH_RE = re.compile(r"^apose/view(\d{2})\.(png|webp)$")
+_FRAME_PATH_RE = re.compile(r"^(motion|pose|depth|mask|normal)/view(\d{2})/(\d{3})\.(png|webp)$")
+_STACK_PATH_RE = re.compile(r"^(motion|pose)/view(\d{2})\.webp$")
 
 
 class SampleFormatError(InputError):
@@ -140,9 +147,14 @@ def _index(arg: str, value: Any, limit: int) -> int:
     return int(value)
 
 
-def _frame_field(kind: str | None, v: int, f: int) -> str:
+def _frame_field(kind: str | None, v: int, f: int, ext: str = "png") -> str:
     prefix = f"{kind}." if kind else ""
-    return f"{prefix}v{_index('v', v, MAX_VIEWS):02d}.f{_index('f', f, MAX_FRAMES):03d}.png"
+    return f"{prefix}v{_index('v', v, MAX_VIEWS):02d}.f{_index('f', f, MAX_FRAMES):03d}.{ext}"
+
+
+def _stack_field(kind: str, v: int) -> str:
+    prefix = "" if kind == "motion" else f"{kind}."
+    return f"{prefix}v{_index('v', v, MAX_VIEWS):02d}.webp"
 
 
 def apose_name(v: int) -> str:
@@ -177,6 +189,8 @@ class _Field:
     kind: str
     view: int | None = None
     frame: int | None = None
+    ext: str = "png"
+    stack: bool = False  # one animated image holding every frame of the view
 
 
 def _parse_field(name: str) -> _Field | None:
@@ -184,16 +198,19 @@ def _parse_field(name: str) -> _Field | None:
         return _Field(name)
     match = _APOSE_FIELD_RE.match(name)
     if match:
-        return _Field(_APOSE, int(match.group(1)))
+        return _Field(_APOSE, int(match.group(1)), ext=match.group(2))
     match = _FRAME_FIELD_RE.match(name)
     if match:
-        return _Field(match.group(1) or _MOTION, int(match.group(2)), int(match.group(3)))
+        return _Field(match.group(1) or _MOTION, int(match.group(2)), int(match.group(3)), ext=match.group(4))
+    match = _STACK_FIELD_RE.match(name)
+    if match:
+        return _Field(match.group(1) or _MOTION, int(match.group(2)), ext="webp", stack=True)
     return None
 
 
 _LAYOUT_HINT = (
-    "expected meta.json, cameras.json, joints.npy, apose_joints.npy, apose.vVV.png, vVV.fFFF.png or "
-    "{pose,depth,mask,normal}.vVV.fFFF.png"
+    "expected meta.json, cameras.json, joints.npy, apose_joints.npy, apose.vVV.png, vVV.fFFF.png, "
+    "{pose,depth,mask,normal}.vVV.fFFF.png (or .webp), or per-view vVV.webp / pose.vVV.webp"
 )
 
 
@@ -214,9 +231,11 @@ def field_to_path(name: str) -> str:
         raise SampleFormatError(f"name: {name!r} is not a sample field ({_LAYOUT_HINT})")
     if parsed.view is None:
         return name
+    if parsed.stack:
+        return f"{parsed.kind}/view{parsed.view:02d}.{parsed.ext}"
     if parsed.frame is None:
-        return f"apose/view{parsed.view:02d}.png"
-    return f"{parsed.kind}/view{parsed.view:02d}/{parsed.frame:03d}.png"
+        return f"apose/view{parsed.view:02d}.{parsed.ext}"
+    return f"{parsed.kind}/view{parsed.view:02d}/{parsed.frame:03d}.{parsed.ext}"
 
 
 def path_to_field(relpath: str | os.PathLike) -> str:
@@ -236,11 +255,15 @@ def path_to_field(relpath: str | os.PathLike) -> str:
         return posix
     match = _APOSE_PATH_RE.match(posix)
     if match:
-        return f"apose.v{match.group(1)}.png"
+        return f"apose.v{match.group(1)}.{match.group(2)}"
     match = _FRAME_PATH_RE.match(posix)
     if match:
-        kind, view, frame = match.groups()
-        return f"v{view}.f{frame}.png" if kind == _MOTION else f"{kind}.v{view}.f{frame}.png"
+        kind, view, frame, ext = match.groups()
+        return f"v{view}.f{frame}.{ext}" if kind == _MOTION else f"{kind}.v{view}.f{frame}.{ext}"
+    match = _STACK_PATH_RE.match(posix)
+    if match:
+        kind, view = match.groups()
+        return f"v{view}.webp" if kind == _MOTION else f"{kind}.v{view}.webp"
     raise SampleFormatError(
         f"relpath: {posix!r} is not part of the sample folder layout (expected meta.json, cameras.json, "
         "joints.npy, apose_joints.npy, apose/viewVV.png or {motion,pose,depth,mask,normal}/viewVV/FFF.png)"

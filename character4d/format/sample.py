@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from character4d.format.codecs import _DEPTH_MM_PER_M, _DEPTH_READ_MODES
+from character4d.format.codecs import _DEPTH_MM_PER_M, _DEPTH_READ_MODES, decode_image
 from character4d.format.names import (
     APOSE_JOINTS,
     CAMERAS,
     JOINTS,
     META,
     SampleFormatError,
+    _stack_field,
     apose_name,
     depth_name,
     frame_name,
@@ -202,17 +203,33 @@ class Sample:
         """Whether the sample carries masks."""
         return any(name.startswith("mask.") for name in self.files)
 
+    def _colour(self, png: str, channels: int, stack: str | None = None, frame: int | None = None) -> np.ndarray:
+        """An RGB(A) image stored as PNG, as lossless WebP (same name, .webp) or as a frame of a per-view WebP."""
+        if png in self.files:
+            return self._png(png, ("RGBA",) if channels == 4 else ("RGB",))
+        webp = png[: -len("png")] + "webp"
+        if webp in self.files:
+            name, index = webp, None
+        elif stack is not None and stack in self.files:
+            name, index = stack, frame
+        else:
+            self._field(png)  # raises, naming the field
+        try:
+            return decode_image(self._field(name), channels, index)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise SampleFormatError(f"sample {self.key!r}: {name} is not a readable image ({exc})") from exc
+
     def apose(self, v: int) -> np.ndarray:
         """A-pose image of view ``v``: uint8 [H, W, 4] RGBA (straight alpha)."""
-        return self._png(apose_name(v), ("RGBA",))
+        return self._colour(apose_name(v), 4)
 
     def frame(self, v: int, f: int) -> np.ndarray:
         """Motion frame ``f`` of view ``v``: uint8 [H, W, 4] RGBA (straight alpha)."""
-        return self._png(frame_name(v, f), ("RGBA",))
+        return self._colour(frame_name(v, f), 4, _stack_field("motion", v), f)
 
     def pose(self, v: int, f: int) -> np.ndarray:
         """Pose map of view ``v``, frame ``f``: uint8 [H, W, 3] RGB."""
-        return self._png(pose_name(v, f), ("RGB",))
+        return self._colour(pose_name(v, f), 3, _stack_field("pose", v), f)
 
     def depth(self, v: int, f: int) -> np.ndarray:
         """Depth of view ``v``, frame ``f``: float32 [H, W] metres along the optical axis, NaN = background."""
@@ -226,7 +243,7 @@ class Sample:
 
     # -- validation ---------------------------------------------------------------------------
 
-    def validate(self) -> None:
+    def validate(self, decode: bool = False) -> None:
         """Check that the sample is complete and consistent.
 
         Checks: required top-level fields; meta.json core keys and their types; key == ids in meta;
@@ -235,10 +252,14 @@ class Sample:
         pose map per (view, frame); depth/mask either complete or absent; no unknown or
         out-of-range fields; every PNG of the right size and mode (read from the PNG header only).
 
+        Args:
+            decode: also decode every image in full, which finds truncated or corrupt image data that
+                a header check cannot (what the job runner does before a sample enters a tar).
+
         Raises:
             SampleFormatError: listing every problem found (also in ``.problems``).
         """
-        problems = _SampleChecker(self).problems()
+        problems = _SampleChecker(self, decode=decode).problems()
         if problems:
             listing = "\n  - ".join(problems)
             raise SampleFormatError(

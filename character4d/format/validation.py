@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 class _SampleChecker:
     """Collects every problem of one sample (helper of Sample.validate)."""
 
-    def __init__(self, sample: Sample) -> None:
+    def __init__(self, sample: Sample, decode: bool = False) -> None:
         self.sample = sample
+        self.decode = decode
         self.found: list[str] = []
 
     def problems(self) -> list[str]:
@@ -54,7 +55,7 @@ class _SampleChecker:
             self._check_arrays(num_frames, num_joints)
             self._check_cameras(num_views, resolution)
             self._check_completeness(fields, num_views, num_frames)
-            self._check_images(fields, resolution)
+            self._check_images(fields, resolution, num_frames)
         return self.found
 
     def _parse_names(self) -> dict[str, _Field]:
@@ -156,34 +157,57 @@ class _SampleChecker:
             )
             if out_of_range:
                 self.found.append(f"field {name!r} is outside {num_views} views x {num_frames} frames")
-        present = set(fields)
-        expected = {_APOSE: [apose_name(v) for v in range(num_views)]}
+        # Each image slot (kind, view, frame) is held once: as PNG, as WebP, or by its view's animated WebP.
+        slots: dict[tuple, list[str]] = {}
+        for name, parsed in fields.items():
+            if parsed.view is None:
+                continue
+            frames = range(num_frames) if parsed.stack else [parsed.frame]
+            for f in frames:
+                slots.setdefault((parsed.kind, parsed.view, f), []).append(name)
+        doubled = sorted(", ".join(names) for names in slots.values() if len(names) > 1)
+        if doubled:
+            self.found.append(f"{len(doubled)} image(s) stored twice: {'; '.join(sorted(set(doubled))[:4])}")
+        expected = {_APOSE: [((_APOSE, v, None), apose_name(v)) for v in range(num_views)]}
         kinds = [_MOTION, "pose"] + [k for k in _OPTIONAL_KINDS if any(p.kind == k for p in fields.values())]
         for kind in kinds:
             prefix = None if kind == _MOTION else kind
-            expected[kind] = [_frame_field(prefix, v, f) for v in range(num_views) for f in range(num_frames)]
-        for kind, names in expected.items():
-            missing = [name for name in names if name not in present]
+            expected[kind] = [((kind, v, f), _frame_field(prefix, v, f)) for v in range(num_views)
+                              for f in range(num_frames)]
+        for kind, wanted in expected.items():
+            missing = [name for slot, name in wanted if slot not in slots]
             if missing:
                 shown = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
-                self.found.append(f"missing {len(missing)} of {len(names)} {kind!r} fields: {shown}")
+                self.found.append(f"missing {len(missing)} of {len(wanted)} {kind!r} fields: {shown}")
 
-    def _check_images(self, fields: dict[str, _Field], resolution: int) -> None:
+    def _check_images(self, fields: dict[str, _Field], resolution: int, num_frames: int) -> None:
         wrong = []
         for name, parsed in fields.items():
             if parsed.view is None:
                 continue
-            modes = ("RGBA",) if parsed.kind in (_APOSE, _MOTION) else (_FRAME_KIND_MODES[parsed.kind],)
-            modes = _DEPTH_READ_MODES if parsed.kind == "depth" else modes
+            colour = parsed.kind in (_APOSE, _MOTION, "pose")
+            if parsed.ext == "webp":
+                fmt_wanted, modes = "WEBP", ("RGBA", "RGB")
+            else:
+                fmt_wanted = "PNG"
+                modes = ("RGBA",) if parsed.kind in (_APOSE, _MOTION) else (_FRAME_KIND_MODES[parsed.kind],)
+                modes = _DEPTH_READ_MODES if parsed.kind == "depth" else modes
             try:
                 with Image.open(io.BytesIO(self.sample.files[name])) as image:
                     size, mode, fmt = image.size, image.mode, image.format
-            except (OSError, SyntaxError) as exc:
+                    count = getattr(image, "n_frames", 1)
+                    if self.decode:
+                        for f in range(count):  # the whole pixel stream: a truncated file fails here
+                            image.seek(f)
+                            image.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 wrong.append(f"{name}: not a readable image ({exc})")
                 continue
-            if fmt != "PNG" or mode not in modes or size != (resolution, resolution):
+            if fmt != fmt_wanted or mode not in modes or size != (resolution, resolution) or not (colour or fmt == "PNG"):
                 got = f"{size[0]}x{size[1]} {fmt} {mode}"
-                wrong.append(f"{name}: expected {resolution}x{resolution} PNG {modes[0]}, got {got}")
+                wrong.append(f"{name}: expected {resolution}x{resolution} {fmt_wanted} {modes[0]}, got {got}")
+            elif count != (num_frames if parsed.stack else 1):
+                wrong.append(f"{name}: expected {num_frames if parsed.stack else 1} frame(s), got {count}")
         if wrong:
             shown = "; ".join(wrong[:6]) + ("; ..." if len(wrong) > 6 else "")
             self.found.append(f"{len(wrong)} image(s) with the wrong format: {shown}")

@@ -143,7 +143,7 @@ def test_run_jobs_packs_parts_and_records_a_failure(tmp_path):
     assert manifest["jobs"][bad]["status"] == "failed" and "ValueError" in manifest["jobs"][bad]["reason"]
     assert manifest["jobs"][selected[3].key] | {"seconds": 0} == {
         "status": "done", "part": parts[1], "reason": None, "character": selected[3].character_path,
-        "motion": selected[3].motion_path, "seconds": 0, "traceback": None,
+        "motion": selected[3].motion_path, "seconds": 0, "traceback": None, "attempts": 1,
     }
     assert not any((out / ".staging").iterdir())
 

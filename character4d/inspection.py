@@ -1,4 +1,7 @@
-"""``character4d inspect``: what a character or motion file holds and how its skeleton maps."""
+"""``character4d inspect``: what a character or motion file holds and how its skeleton maps.
+
+(Named ``inspection`` so that it never shadows the standard library's ``inspect``.)
+"""
 
 from __future__ import annotations
 
