@@ -194,17 +194,49 @@ def encode_webp_stack(arrays: list[np.ndarray], method: int = WEBP_METHOD) -> by
     # kmax=1: every frame is a key frame, so the decoder never blends it over the previous one (the
     # blended reconstruction of transparent pixels would not be exact). Still ~0.3x the PNG size.
     frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], lossless=True, quality=100,
-                   method=method, exact=True, kmin=1, kmax=1, duration=40, loop=0)
+                   method=method, exact=True, kmin=1, kmax=1, duration=_STACK_FRAME_MS, loop=0)
     return buffer.getvalue()
 
 
-def decode_image(data: bytes, channels: int, frame: int | None = None) -> np.ndarray:
+# Every frame of a per-view stack lasts 40 ms. libwebp merges identical consecutive frames into one of
+# a longer duration (a character standing still), so readers map frames through the durations.
+_STACK_FRAME_MS = 40
+
+
+def stack_frame_map(data: bytes, still_frames: int = 1) -> list[int]:
+    """For an animated WebP: the index in the file of each logical frame (merged frames repeat).
+
+    The durations are read from the file's ANMF chunks (RIFF). When every frame of a view is the same,
+    libwebp writes one still image without any duration; it then stands for ``still_frames`` frames
+    (the sample's frame count).
+
+    Raises:
+        ValueError: if the data is not a RIFF WebP.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a RIFF WebP file")
+    durations, offset = [], 12
+    while offset + 8 <= len(data):
+        tag, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if tag == b"ANMF":
+            durations.append(int.from_bytes(data[offset + 20 : offset + 23], "little"))
+        offset += 8 + size + (size & 1)
+    if not durations:  # a still image: every frame the same
+        return [0] * still_frames
+    mapping = []
+    for index, duration in enumerate(durations):
+        mapping += [index] * max(1, round(duration / _STACK_FRAME_MS))
+    return mapping
+
+
+def decode_image(data: bytes, channels: int, frame: int | None = None, num_frames: int = 1) -> np.ndarray:
     """Decode PNG or WebP bytes to uint8 [H, W, channels] (RGB -> RGBA adds alpha 255; RGBA -> RGB drops it).
 
     Args:
         data: the encoded image.
         channels: 3 or 4.
         frame: for an animated WebP, the frame to read.
+        num_frames: the frame count a still per-view WebP stands for (see :func:`stack_frame_map`).
 
     Returns:
         The image.
@@ -214,17 +246,20 @@ def decode_image(data: bytes, channels: int, frame: int | None = None) -> np.nda
     """
     with Image.open(io.BytesIO(data)) as image:
         if frame is not None:
-            if not 0 <= frame < getattr(image, "n_frames", 1):
-                raise ValueError(f"frame {frame} outside the image's {getattr(image, 'n_frames', 1)} frames")
-            image.seek(frame)
+            mapping = stack_frame_map(data, num_frames)
+            if not 0 <= frame < len(mapping):
+                raise ValueError(f"frame {frame} outside the image's {len(mapping)} frames")
+            image.seek(mapping[frame])
         return np.array(image.convert("RGBA" if channels == 4 else "RGB"))
 
 
-def decode_stack(data: bytes, channels: int) -> np.ndarray:
-    """Decode every frame of an animated WebP: uint8 [F, H, W, channels]."""
+def decode_stack(data: bytes, channels: int, num_frames: int = 1) -> np.ndarray:
+    """Decode every frame of a per-view WebP: uint8 [F, H, W, channels] (``num_frames``: see stack_frame_map)."""
     with Image.open(io.BytesIO(data)) as image:
-        frames = []
-        for f in range(getattr(image, "n_frames", 1)):
-            image.seek(f)
-            frames.append(np.array(image.convert("RGBA" if channels == 4 else "RGB")))
-    return np.stack(frames)
+        decoded: dict[int, np.ndarray] = {}
+        mapping = stack_frame_map(data, num_frames)
+        for index in mapping:
+            if index not in decoded:
+                image.seek(index)
+                decoded[index] = np.array(image.convert("RGBA" if channels == 4 else "RGB"))
+        return np.stack([decoded[index] for index in mapping])

@@ -215,7 +215,7 @@ class Sample:
         else:
             self._field(png)  # raises, naming the field
         try:
-            return decode_image(self._field(name), channels, index)
+            return decode_image(self._field(name), channels, index, self.num_frames if index is not None else 1)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise SampleFormatError(f"sample {self.key!r}: {name} is not a readable image ({exc})") from exc
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from character4d.format.codecs import _DEPTH_READ_MODES
+from character4d.format.codecs import _DEPTH_READ_MODES, stack_frame_map
 from character4d.format.meta import REQUIRED_META_KEYS
 from character4d.format.names import (
     _APOSE,
@@ -195,7 +195,7 @@ class _SampleChecker:
             try:
                 with Image.open(io.BytesIO(self.sample.files[name])) as image:
                     size, mode, fmt = image.size, image.mode, image.format
-                    count = getattr(image, "n_frames", 1)
+                    count = len(stack_frame_map(self.sample.files[name], num_frames)) if parsed.stack else getattr(image, "n_frames", 1)
                     if self.decode:
                         for f in range(count):  # the whole pixel stream: a truncated file fails here
                             image.seek(f)
