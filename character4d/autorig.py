@@ -194,9 +194,10 @@ def _blob_near(section: np.ndarray, size: float, near: np.ndarray) -> np.ndarray
 # --------------------------------------------------------------------------------------------------
 # Legs
 
-# Hip-joint height above the crotch as a fraction of the standing height: 0.072-0.103 on the five rigged
-# characters of ../shared/assets (two riggers differ by 0.017 on the same mesh); the mean.
-_HIP_ABOVE_CROTCH = 0.088
+# Hip-joint height above the crotch as a fraction of the shoulders' height (not of the standing height,
+# which a big head or hair inflates): 0.115-0.143 on the five rigged characters of ../shared/assets
+# (two riggers differ by 0.028 on the same mesh); the mean.
+_HIP_ABOVE_CROTCH = 0.127
 # Knee between ankle and hip joint: 0.51-0.55 on the same rigs, 0.52 on the Mixamo template.
 _KNEE_RATIO = 0.52
 # Ankle height as a fraction of the crotch height when the foot shows no narrowing (boots, paws).
@@ -262,8 +263,16 @@ def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dic
     return {"crotch": (split_top + 0.5) * size, **track}
 
 
-def _leg_joints(track: list, crotch: float, height: float, size: float) -> dict[str, np.ndarray]:
-    """Hip, knee, ankle and toes of one leg from its section track (floor to crotch)."""
+def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder_z: float) -> dict[str, np.ndarray]:
+    """Hip, knee, ankle and toes of one leg from its section track (floor to crotch).
+
+    Args:
+        track: (z, centroid [3], depth, (ymin, ymax)) per layer from `_find_legs`.
+        crotch: crotch height.
+        height: the figure's height.
+        size: voxel edge.
+        shoulder_z: height of the shoulder joints.
+    """
     z = np.array([t[0] for t in track])
     cen = np.array([t[1] for t in track])
     depth = np.array([t[2] for t in track])
@@ -279,7 +288,7 @@ def _leg_joints(track: list, crotch: float, height: float, size: float) -> dict[
         hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
         if len(hit):
             ankle_z, narrowed = float(z[hit[0]]), True
-    hip_z = crotch + _HIP_ABOVE_CROTCH * height
+    hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z
     knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
 
     def joint(zq: float, name: str, fraction: float | None = None) -> np.ndarray:
@@ -350,6 +359,9 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
     e2 = np.array([0.0, 0.0, 1.0]) - d[2] * d
     e2 /= np.linalg.norm(e2)
     e1 = np.cross(d, e2)
+    # Sections are cut to the arm's own front-back depth (measured on the distal arm): long hair or a
+    # hood lying behind the shoulders then does not read as the torso's side.
+    depth = float(np.percentile(np.abs((distal - centre) @ e1), 95)) + size
     along = (upper - tip) @ d
     stations, centres, heights, areas, uppers = [], [], [], [], []
     s = 0.0
@@ -358,6 +370,7 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
         if q[0] * sign <= 0:
             break
         slab = upper[np.abs(along + s) <= 0.75 * size]
+        slab = slab[np.abs((slab - (tip - s * d)) @ e1) <= 1.6 * depth]
         if len(slab):
             uv = np.stack([(slab - q) @ e1, (slab - q) @ e2], axis=1)
             lab2, _, _ = _components_2d(uv, size)
@@ -554,9 +567,10 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
 
     legs = _find_legs(slices, size, height)
     crotch = legs["crotch"]
-    leg = {s: _leg_joints(legs[s], crotch, height, size) for s in ("left", "right")}
     arm = {s: _arm_joints(_arm_profile(points, size, sign, crotch), size)
            for s, sign in (("left", 1.0), ("right", -1.0))}
+    shoulder_z = 0.5 * float(arm["left"]["UpperArm"][2] + arm["right"]["UpperArm"][2])
+    leg = {s: _leg_joints(legs[s], crotch, height, size, shoulder_z) for s in ("left", "right")}
 
     joints: dict[str, np.ndarray] = {}
     checks: dict[str, float] = {}

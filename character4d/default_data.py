@@ -78,7 +78,8 @@ class CharacterSpec:
         colors: RGB in [0, 1] per part: skin, top, bottom, shoes, hair, accent.
         rest: "T" or "A" rest pose of the exported skeleton (both occur in real data).
         prefix: bone-name prefix, e.g. "mixamorig:" (Mixamo exports vary).
-        clothing: loose items that follow the body: "skirt", "cape", "long_hair".
+        clothing: loose items that follow the body: "skirt", "cape", "long_hair" (a solid volume),
+            "hair_strands" (one-sided sheets, as VRoid models hair), "sleeves".
         head_scale: head size relative to the template (stylised characters have big heads).
         license: SPDX licence of the generated file.
         attribution: who made it.

@@ -1,6 +1,6 @@
 """Procedural humanoid characters built in Blender from code (the embedded default data).
 
-A character is a set of ellipsoids, a cone skirt, a cape sheet and a long-hair volume around the template
+A character is a set of ellipsoids, a cone skirt, open sleeves, a cape sheet and a long-hair volume around the template
 skeleton of `character4d.default_data`, skinned with explicit, smoothly blended vertex weights (Blender's
 heat weighting fails on disconnected parts, so we do not rely on it here), coloured with Principled
 materials, and exported as a GLB with Mixamo bone names. The GLB then goes through the same importer as
@@ -72,6 +72,18 @@ class _Builder:
         mat = mu.Matrix.Translation(tuple(np.asarray(top_center) - np.array([0, 0, depth / 2])))
         out = self.bmesh.ops.create_cone(self.bm, cap_ends=False, cap_tris=False, segments=segments,
                                          radius1=bottom_radius, radius2=top_radius, depth=depth, matrix=mat)
+        self._finish(out["verts"], material, weight_fn)
+
+    def tube(self, a, b, radius_a, radius_b, material, weight_fn, segments=20) -> None:
+        """An open cone from ``a`` (radius_a) to ``b`` (radius_b): a one-sided sleeve."""
+        mu = self.mu
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        rot = mu.Vector((0, 0, 1)).rotation_difference(mu.Vector(tuple(b - a))).to_matrix().to_4x4()
+        mat = mu.Matrix.Translation(tuple((a + b) / 2)) @ rot
+        # create_cone puts radius1 at -depth/2 (the ``a`` end after the rotation).
+        out = self.bmesh.ops.create_cone(self.bm, cap_ends=False, cap_tris=False, segments=segments,
+                                         radius1=radius_a, radius2=radius_b, depth=float(np.linalg.norm(b - a)),
+                                         matrix=mat)
         self._finish(out["verts"], material, weight_fn)
 
     def sheet(self, corners_fn, size, material, weight_fn) -> None:
@@ -214,6 +226,36 @@ def build_character(spec: CharacterSpec):
             return leg_split(p, (v - 0.45) / 0.55 * 0.6, "Hips")
 
         b.sheet(cape, (10, 14), "accent", cape_w)
+    if "sleeves" in spec.clothing:
+        # Loose, open sleeves flaring from the shoulder to past the elbow (anime/VRoid outfits).
+        for s in ("Left", "Right"):
+            shoulder, elbow = P(f"{s}Arm"), P(f"{s}ForeArm")
+            start, end = shoulder - 0.05 * (elbow - shoulder), elbow + 0.35 * (elbow - shoulder)
+            b.tube(start, end, 0.05 * h, 0.085 * h, "top",
+                   _blend(f"{s}ForeArm", f"{s}Arm", elbow - 0.1 * (elbow - shoulder), end, band=0.3))
+    if "hair_strands" in spec.clothing:
+        # Long hair as VRoid models it: one-sided strand sheets, a curtain down the back and a lock on
+        # each side of the face, hanging to the chest.
+        top = hc[2] + 0.6 * head_r[2]
+        bottom = P("Spine1")[2]
+
+        def hair_w(p: np.ndarray) -> dict[str, float]:
+            v = float(_smoothstep(np.array((P("Neck")[2] + 0.02 * h - p[2]) / (0.12 * h))))
+            return {"Head": 1 - v, "Spine2": v}
+
+        def curtain(u: float, v: float) -> tuple[float, float, float]:
+            angle = np.pi * (u - 0.5) * 1.1  # around the back of the head
+            z = top + (bottom - top) * v
+            spread = 1.05 + 0.25 * v
+            return (spread * head_r[0] * np.sin(angle), hc[1] + spread * head_r[1] * np.cos(angle) + 0.01 * h, z)
+
+        b.sheet(curtain, (12, 16), "hair", hair_w)
+        for side in (-1.0, 1.0):
+            def lock(u: float, v: float, side=side) -> tuple[float, float, float]:
+                z = hc[2] + (P("Spine2")[2] - hc[2]) * v
+                return (side * 1.08 * head_r[0] * (1 - 0.15 * v), hc[1] - head_r[1] * (0.5 - 0.6 * u), z)
+
+            b.sheet(lock, (3, 10), "hair", hair_w)
     if "long_hair" in spec.clothing:
         top, bottom = hc[2] + 0.05 * h * hs, P("Spine2")[2] - 0.02 * h
 

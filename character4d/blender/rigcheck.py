@@ -1,0 +1,84 @@
+"""Strip the rig of rigged characters and auto-rig the bare meshes, to compare with the original rig.
+
+Each character is loaded twice, as the renderer loads it: with its own rig, and as a plain OBJ export of
+its rest-pose mesh (no skeleton), which `load_character` auto-rigs. Both are put in the canonical A-pose
+(`apose_basis`, 40 degrees) and their joints are returned for `character4d.autorig.joint_errors`. The
+Blender work runs in one child process, so the caller never imports bpy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_CHILD = r"""
+import json, sys
+import bpy
+import numpy as np
+from character4d.blender.character import load_character, reset_scene
+from character4d.blender.render import apose_basis, _apply_basis, current_joints, face_points_local
+from character4d.skeleton import JOINT_NAMES
+
+def apose(path):
+    reset_scene()
+    ch = load_character(path)
+    _apply_basis(ch, apose_basis(ch, float(sys.argv[2])), None)
+    bpy.context.view_layer.update()
+    j = current_joints(ch, face_points_local(ch))
+    return ch, {n: j[i].tolist() for i, n in enumerate(JOINT_NAMES) if np.isfinite(j[i]).all()}
+
+out = {}
+for src, bare in json.loads(sys.argv[1]):
+    reset_scene()
+    bpy.ops.import_scene.gltf(filepath=src) if src.endswith((".glb", ".gltf")) else bpy.ops.import_scene.fbx(filepath=src)
+    for o in bpy.data.objects:
+        if o.type == "ARMATURE":
+            o.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    bpy.ops.wm.obj_export(filepath=bare, export_materials=False, apply_modifiers=True)
+    _, ref = apose(src)
+    try:
+        ch, fit = apose(bare)
+        out[src] = {"reference": ref, "fitted": fit, "autorig": getattr(ch, "autorig", None)}
+    except Exception as exc:
+        out[src] = {"reference": ref, "error": f"{type(exc).__name__}: {exc}"}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def measure(paths: list[Path], arm_deg: float = 40.0) -> dict:
+    """Reference and auto-rigged A-pose joints of each character (one Blender child process).
+
+    Args:
+        paths: rigged character files (.glb/.gltf/.fbx).
+        arm_deg: A-pose arm angle.
+
+    Returns:
+        path -> {"reference": joints, "fitted": joints, "autorig": fit json} or {"error": message}
+        (joints: canonical name -> [3] list, A-pose, normalised world).
+
+    Raises:
+        RuntimeError: when the Blender child process fails (with the end of its output).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = [(str(p), str(Path(tmp) / f"{p.stem}-bare.obj")) for p in paths]
+        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(pairs), str(arm_deg)], capture_output=True,
+                              text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"auto-rig measurement failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def errors(entry: dict) -> dict[str, float]:
+    """Major-joint distances (metres) of one measured character."""
+    from character4d.autorig import joint_errors
+
+    ref = {k: np.array(v) for k, v in entry["reference"].items()}
+    fit = {k: np.array(v) for k, v in entry["fitted"].items()}
+    return joint_errors(fit, ref)
