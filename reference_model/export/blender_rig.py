@@ -101,7 +101,10 @@ def _pose_character(char, data: dict, fps: float) -> int:
     motion = SampledMotion(
         mapping=SkeletonMap("vrm1", {b: b for b in common}), bones=common,
         rest=np.broadcast_to(np.eye(3), (len(common), 3, 3)).copy(), posed=data["rotations"][:, idx],
-        rest_dirs=rest_directions({b: heads[bones.index(b)] for b in common}), hips=data["hips"],
+        # Without the hands' own directions a hand inherits its forearm's rest alignment, exactly as
+        # character4d's A-pose does; so the fingers land where the A-pose skeleton puts them.
+        rest_dirs={b: d for b, d in rest_directions({b: heads[bones.index(b)] for b in common}).items()
+                   if not b.endswith("Hand")}, hips=data["hips"],
         rest_hips_height=float(heads[0, 2]), leg_length=1.0, times=np.arange(frames) / fps, fps=fps,
         duration=frames / fps)
     basis, _ = retarget_basis(char, motion, "center")
@@ -139,12 +142,15 @@ def _readback(glb: Path, mapping: dict, joints: np.ndarray, fps: float) -> float
     bpy.ops.import_scene.gltf(filepath=str(glb))
     arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
     names = [c for c in mapping if c in JOINT_NAMES and np.isfinite(joints[0, JOINT_NAMES.index(c)]).all()]
-    worst = 0.0
+    worst, which = 0.0, None
     for f in range(len(joints)):
         bpy.context.scene.frame_set(f)
         got = bone_heads_world(arm, [mapping[c] for c in names], posed=True)
         want = joints[f, [JOINT_NAMES.index(c) for c in names]]
-        worst = max(worst, float(np.linalg.norm(got - want, axis=1).max()))
+        d = np.linalg.norm(got - want, axis=1)
+        if d.max() > worst:
+            worst, which = float(d.max()), (names[int(np.argmax(d))], f)
+    print("readback worst", worst, which)
     return worst * 1000
 
 
@@ -177,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(job["out"])
         tmp = out.with_name(out.stem + ".tmp.glb")
         bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB", export_animations=True,
-                                  export_force_sampling=True, export_skins=True, export_yup=True)
+                                  export_force_sampling=True, export_skins=True, export_yup=True,
+                                  export_optimize_animation_size=False)
         tmp.replace(out)
         worst = _readback(out, mapping, data["joints"], float(job["fps"]))
         channel.write("RESULT " + json.dumps({"ok": True, "glb": str(out), "frames": frames, "bones": len(mapping),

@@ -266,7 +266,7 @@ def two_bone(hip: np.ndarray, target: np.ndarray, pole: np.ndarray, l1: float, l
     d = target - hip
     dist = np.linalg.norm(d, axis=-1)
     u = normalize(d)
-    reach = np.clip(dist, abs(l1 - l2) + 1e-6, l1 + l2 - 1e-6)
+    reach = np.clip(dist, abs(l1 - l2), l1 + l2)
     w = pole - hip
     w = w - (w * u).sum(-1, keepdims=True) * u
     fb = fallback_bend - (fallback_bend * u).sum(-1, keepdims=True) * u
