@@ -33,7 +33,7 @@ module             what it owns
 =================  ==============================================================
 ``names``          keys, ids, field names, field <-> folder path
 ``codecs``         PNG / lossless WebP / npy / JSON / depth encoders
-``meta``           the ``meta.json`` document
+``meta``           :class:`SampleMeta`: the ``meta.json`` document
 ``sample``         :class:`Sample` (lazy decoding)
 ``validation``     the contract checks behind :meth:`Sample.validate`
 ``build``          :func:`build_sample` from arrays, :func:`transcode`
@@ -58,7 +58,7 @@ from character4d.format.codecs import (
 )
 from character4d.format.discovery import export_folders, open_samples
 from character4d.format.folders import read_folder_sample, write_folder_sample
-from character4d.format.meta import REQUIRED_META_KEYS
+from character4d.format.meta import REQUIRED_META_KEYS, SampleMeta, meta_problems
 from character4d.format.names import (
     APOSE_JOINTS,
     CAMERAS,
@@ -91,6 +91,7 @@ __all__ = [
     "META",
     "REQUIRED_META_KEYS",
     "Sample",
+    "SampleMeta",
     "SampleFormatError",
     "ShardWriter",
     "apose_name",
@@ -108,6 +109,7 @@ __all__ = [
     "field_to_path",
     "frame_name",
     "mask_name",
+    "meta_problems",
     "open_samples",
     "parse_key",
     "path_to_field",

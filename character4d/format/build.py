@@ -24,6 +24,7 @@ from character4d.format.names import (
     _stack_field,
     pose_name,
 )
+from character4d.format.meta import SampleMeta
 from character4d.format.sample import Sample
 
 
@@ -40,7 +41,7 @@ def _image(stack: Any, index: tuple[int, ...], arg: str, dtype: type, shape: tup
     return array
 
 
-def _complete_meta(meta: Mapping[str, Any], key: str, num_views: int, num_frames: int, resolution: int) -> dict:
+def _complete_meta(meta: Mapping[str, Any] | SampleMeta, key: str, num_views: int, num_frames: int, resolution: int) -> dict:
     # Fill what the arrays already say; a conflicting value is an error, never overwritten.
     character_id, motion_id = parse_key(key)
     derived = {
@@ -50,7 +51,7 @@ def _complete_meta(meta: Mapping[str, Any], key: str, num_views: int, num_frames
         "num_frames": num_frames,
         "resolution": resolution,
     }
-    completed = dict(meta)
+    completed = meta.to_json() if isinstance(meta, SampleMeta) else dict(meta)
     for name, value in derived.items():
         if name in completed and completed[name] != value:
             raise ValueError(f"meta[{name!r}]: the key and arrays imply {value!r}, got {completed[name]!r}")
@@ -78,7 +79,7 @@ def _encode_optional(
 
 def build_sample(
     key: str,
-    meta: Mapping[str, Any],
+    meta: Mapping[str, Any] | SampleMeta,
     cameras_json: Mapping[str, Any],
     joints: np.ndarray,
     apose_joints: np.ndarray,
@@ -97,7 +98,8 @@ def build_sample(
 
     Args:
         key: sample key ``{character_id}__{motion_id}``.
-        meta: meta.json content; must hold fps, joint_names and source_times (F entries) itself.
+        meta: meta.json content (a :class:`SampleMeta` or a dict); must hold fps, joint_names and
+            source_times (F entries) itself.
         cameras_json: ``Cameras.to_json()`` of the rig.
         joints: float [F, J, 3] world joint positions (stored as float32; NaN for missing joints).
         apose_joints: float [J, 3].

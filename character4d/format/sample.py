@@ -28,6 +28,7 @@ from character4d.format.names import (
     parse_key,
     pose_name,
 )
+from character4d.format.meta import SampleMeta
 from character4d.format.validation import _SampleChecker
 
 if TYPE_CHECKING:
@@ -150,6 +151,11 @@ class Sample:
         if not isinstance(meta, dict):
             raise SampleFormatError(f"sample {self.key!r}: meta.json must hold an object, got {type(meta).__name__}")
         return meta
+
+    @cached_property
+    def sample_meta(self) -> SampleMeta:
+        """``meta.json`` as a :class:`~character4d.format.SampleMeta` (typed; checked against the key)."""
+        return SampleMeta.from_json(self.meta, self.key)
 
     @cached_property
     def cameras(self) -> Cameras:

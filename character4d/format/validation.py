@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import io
-import math
-import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from character4d.format.codecs import _DEPTH_READ_MODES, stack_frame_map
-from character4d.format.meta import REQUIRED_META_KEYS
+from character4d.format.meta import check_meta
 from character4d.format.names import (
     _APOSE,
     _FRAME_KIND_MODES,
@@ -22,15 +20,12 @@ from character4d.format.names import (
     APOSE_JOINTS,
     CAMERAS,
     JOINTS,
-    MAX_FRAMES,
-    MAX_VIEWS,
     META,
     SampleFormatError,
     _Field,
     _frame_field,
     _parse_field,
     apose_name,
-    parse_key,
 )
 
 if TYPE_CHECKING:
@@ -76,48 +71,9 @@ class _SampleChecker:
         except SampleFormatError as exc:
             self.found.append(str(exc))
             return None
-        missing = [name for name in REQUIRED_META_KEYS if name not in meta]
-        if missing:
-            self.found.append(f"meta.json lacks required keys: {', '.join(missing)}")
-            return None
-        counts = [self._positive_int(meta, name, limit) for name, limit in
-                  (("num_views", MAX_VIEWS), ("num_frames", MAX_FRAMES), ("resolution", 1 << 16))]
-        fps = meta["fps"]
-        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not fps > 0:
-            self.found.append(f"meta.json fps: expected a positive number, got {fps!r}")
-        names = meta["joint_names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            self.found.append("meta.json joint_names: expected a list of strings")
-            names = None
-        elif len(set(names)) != len(names):
-            self.found.append("meta.json joint_names: names are not unique")
-        self._check_ids(meta)
-        if None in counts or names is None:
-            return None
-        num_views, num_frames, resolution = counts
-        self._check_source_times(meta["source_times"], num_frames)
-        return num_views, num_frames, resolution, len(names)
-
-    def _positive_int(self, meta: dict, name: str, limit: int) -> int | None:
-        value = meta[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
-            self.found.append(f"meta.json {name}: expected an integer in [1, {limit}], got {value!r}")
-            return None
-        return value
-
-    def _check_ids(self, meta: dict) -> None:
-        character_id, motion_id = parse_key(self.sample.key)
-        for name, expected in (("character_id", character_id), ("motion_id", motion_id)):
-            if meta[name] != expected:
-                self.found.append(f"meta.json {name}: key {self.sample.key!r} implies {expected!r}, got {meta[name]!r}")
-
-    def _check_source_times(self, times: Any, num_frames: int) -> None:
-        valid = isinstance(times, list) and all(
-            isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t) for t in times
-        )
-        if not valid or len(times) != num_frames:
-            got = f"{len(times)} entries" if isinstance(times, list) else type(times).__name__
-            self.found.append(f"meta.json source_times: expected {num_frames} finite numbers, got {got}")
+        problems, counts = check_meta(meta, self.sample.key)
+        self.found.extend(problems)
+        return counts
 
     def _check_arrays(self, num_frames: int, num_joints: int) -> None:
         for name, shape in ((JOINTS, (num_frames, num_joints, 3)), (APOSE_JOINTS, (num_joints, 3))):

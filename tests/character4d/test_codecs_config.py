@@ -126,3 +126,29 @@ def test_a_still_view_keeps_its_frame_count():
     files.update({f"v00.f00{f}.png": files["v00.f000.png"] for f in range(4)})
     coded = transcode(Sample.from_files(sample.key, files), "webp-view")
     assert [np.array_equal(coded.frame(0, f), still[f]) for f in range(4)] == [True] * 4
+
+
+def test_sample_meta_owns_meta_json():
+    from character4d.format import SampleMeta, build_sample
+
+    sample = make_fake_sample("c0__m0", views=1, frames=2, size=8)
+    meta = sample.sample_meta
+    assert (meta.key, meta.num_frames, meta.source_times) == ("c0__m0", 2, (0.0, 1 / 30))
+    assert meta.sources["character"]["sha256"] == "0" * 64 and meta.extra == {}
+    assert SampleMeta.from_json(meta.to_json()) == meta and meta.to_json() == sample.meta
+    # Keys of a newer writer survive a round trip; the renderer's keys are typed fields.
+    rendered = {**sample.meta, "start": {"requested": "auto", "chosen_s": 0.4, "lead_in_s": 0.4},
+                "framing": {"clipped": 0}, "future_key": [1, 2]}
+    typed = SampleMeta.from_json(rendered)
+    assert typed.start["chosen_s"] == 0.4 and typed.extra == {"future_key": [1, 2]}
+    assert typed.to_json() == rendered
+    # A SampleMeta builds a sample directly.
+    rebuilt = build_sample("c0__m0", typed, sample._json("cameras.json"), sample.joints, sample.apose_joints,
+                           [sample.apose(0)], [[sample.frame(0, 0), sample.frame(0, 1)]],
+                           [[sample.pose(0, 0), sample.pose(0, 1)]])
+    assert rebuilt.meta == rendered
+    with pytest.raises(SampleFormatError) as info:
+        SampleMeta.from_json({**sample.meta, "fps": 0, "source_times": [0.0]}, key="c1__m0")
+    assert len(info.value.problems) == 3 and "c1__m0" in str(info.value)
+    with pytest.raises(SampleFormatError, match="lacks required keys: joint_names"):
+        SampleMeta.from_json({k: v for k, v in sample.meta.items() if k != "joint_names"})
