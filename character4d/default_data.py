@@ -117,7 +117,7 @@ CHARACTERS: tuple[CharacterSpec, ...] = (
          "shoes": (0.15, 0.10, 0.08), "hair": (0.35, 0.18, 0.08), "accent": (0.95, 0.85, 0.3)},
         rest="A", prefix="mixamorig:", clothing=("skirt", "long_hair"), head_scale=1.1),
     CharacterSpec(
-        "bram", 1.85, (1.25, 1.2, 1.0),
+        "bram", 1.76, (1.25, 1.2, 1.0),
         {"skin": (0.62, 0.42, 0.30), "top": (0.15, 0.35, 0.75), "bottom": (0.35, 0.25, 0.18),
          "shoes": (0.1, 0.1, 0.1), "hair": (0.08, 0.06, 0.05), "accent": (0.9, 0.9, 0.9)},
         rest="T", prefix="mixamorig1:"),
@@ -127,7 +127,7 @@ CHARACTERS: tuple[CharacterSpec, ...] = (
          "shoes": (0.55, 0.3, 0.1), "hair": (0.95, 0.8, 0.35), "accent": (0.55, 0.15, 0.6)},
         rest="T", prefix="", clothing=("cape",), head_scale=1.35),
     CharacterSpec(
-        "dax", 1.78, (1.05, 1.0, 0.95),
+        "dax", 1.72, (1.05, 1.0, 0.95),
         {"skin": (0.85, 0.62, 0.48), "top": (0.95, 0.55, 0.1), "bottom": (0.2, 0.2, 0.25),
          "shoes": (0.9, 0.9, 0.95), "hair": (0.1, 0.1, 0.12), "accent": (0.1, 0.6, 0.9)},
         rest="A", prefix="mixamorig:"),
@@ -221,7 +221,7 @@ def _arms_down(drop_deg: float, t: np.ndarray) -> dict[str, np.ndarray]:
 def _walk(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     w = 2 * np.pi * t / 1.0  # one gait cycle per second
     # A short-stride walk at 0.2 m/s: the rig sees up to 1.96 m at the orbit's centre and only
-    # 0.7 + 0.36 d at a distance d from a camera, so a 1.85 m character may come no more than ~0.2 m
+    # 0.7 + 0.36 d at a distance d from a camera, so a 1.8 m character may come no more than ~0.3 m
     # closer to any of the 21 cameras before its head leaves the image (over a 1.6 s clip).
     swing = np.radians(16) * np.sin(w)
     rot = {
@@ -249,7 +249,7 @@ def _wave(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     # brings it forward), a little below horizontal; the forearm up, waving side to side, the hand
     # above the shoulder at about head height. Not higher: the Character4D rig (camera at 0.7 m, 39.6
     # degree fov, 3.5 m away) sees up to 1.96 m at the centre and less nearer a camera, and a hand
-    # raised over a 1.85 m character's head leaves the side views.
+    # raised over a 1.8 m character's head leaves the side views.
     rot["RightArm"] = _rot(Y, np.radians(-15) * np.ones_like(t)) @ _rot(Z, np.radians(25) * np.ones_like(t))
     rot["RightForeArm"] = _rot(Y, np.radians(70) + np.radians(20) * np.sin(w))
     rot["Spine"] = _rot(Y, np.radians(4) * np.sin(w / 2))
@@ -275,7 +275,7 @@ def _jump(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     rot["LeftArm"] = _rot(X, -np.radians(50) * flight) @ _rot(Y, lift)
     rot["RightArm"] = _rot(X, -np.radians(50) * flight) @ _rot(Y, -lift)
     # A low hop with the knees tucked in flight: the feet leave the floor by ~0.25 m while the head
-    # rises only 0.06 m, so a 1.85 m character's head stays below the rig's 1.96 m frame top.
+    # rises only 0.06 m, so the tallest default character's head stays well below the rig's 1.96 m frame top.
     root = np.stack([np.zeros_like(t), np.zeros_like(t), -0.16 * crouch + 0.06 * flight], axis=-1)
     return rot, root
 

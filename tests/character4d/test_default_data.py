@@ -102,7 +102,7 @@ def test_render_config_validates_and_round_trips():
     assert rig.num_views == 21 and rig.resolution == 64
     with pytest.raises(ValueError, match="engine"):
         RenderConfig(engine="povray")
-    with pytest.raises(ValueError, match="unknown render config keys"):
+    with pytest.raises(ValueError, match="unknown (render|run) config keys"):
         RenderConfig.from_json({"resolutoin": 64})
     with pytest.raises(ValueError, match="fps"):
         RenderConfig(fps=0)

@@ -54,7 +54,10 @@ def test_silhouette_edge_and_the_record():
 def test_default_motions_stay_in_frame(motion):
     """Every default character's joints, over every 1.6 s window (25 frames at 15 fps) of every default
     motion, with the hips motion centred on the window as ``root_motion="center"`` does, project
-    inside all 21 views of the rig (the head-top joint included)."""
+    inside all 21 views of the rig (the head-top joint included), at least 16 px (of 512) from the border:
+    room for the hair and the fingers beyond the joints."""
+    from character4d.cameras import project
+
     window = 24
     for spec in CHARACTERS:
         names, pos = forward_kinematics(motion, 15.0, spec.height)
@@ -65,3 +68,7 @@ def test_default_motions_stay_in_frame(motion):
             flags = joints_outside(clip, CAMS)
             assert not flags.any(), (f"{spec.name} {motion.name} from frame {start}: joints leave views "
                                      f"{np.nonzero(flags.any(axis=1))[0].tolist()}")
+            for v in range(CAMS.num_views):
+                uv, _ = project(clip.reshape(-1, 3), CAMS.viewmats[v], CAMS.Ks[v])
+                margin = min(uv.min(), 512 - uv.max())
+                assert margin >= 16, f"{spec.name} {motion.name} view {v}: a joint {margin:.0f} px from the border"
