@@ -1,4 +1,4 @@
-"""``character4d`` command line: render, preview, inspect, default-data.
+"""``character4d`` command line: render, preview, inspect, default-data, export, import.
 
 Thin on purpose: each subcommand parses its flags into a config and calls one library function.
 """
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from character4d.config import CODECS, ENGINES, POSE_VARIANTS, RIG_FIELDS, ROOT_MOTIONS, RunConfig, field_docs, parse_start
+from character4d.charactershot_layouts import EXPORT_LAYOUTS
 from character4d.errors import EXIT_BAD_INPUT, EXIT_OK, exit_code
 
 # Flag names that differ from the config field (short names users already type).
@@ -137,6 +138,28 @@ def cmd_preview(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from character4d import charactershot_layouts as layouts
+    from character4d.format import export_folders
+
+    if a.layout == "folders":
+        keys = [p.name for p in export_folders(a.src, a.out, keys=a.key)]
+    elif a.layout == "charactershot-train":
+        keys = layouts.export_charactershot_train(a.src, a.out, keys=a.key)
+    else:
+        keys = layouts.export_charactershot_inference(a.src, a.out, keys=a.key, reference=a.reference)
+    print(f"exported {len(keys)} samples ({a.layout}) to {a.out}")
+    return EXIT_OK if keys else EXIT_BAD_INPUT
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from character4d.charactershot_layouts import import_character4d
+
+    keys = import_character4d(a.src, a.out, fps=a.fps, sequences=a.sequences, fmt=a.fmt)
+    print(f"imported {len(keys)} sequences as samples into {a.out}: {', '.join(keys)}")
+    return EXIT_OK
+
+
 @contextlib.contextmanager
 def _quiet_fds():
     """Silence Blender's C-level prints (fd 1 and 2) for the duration."""
@@ -195,6 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_inspect)
     p = sub.add_parser("default-data", help="generate (once) and list the embedded default data")
     p.set_defaults(fn=cmd_default_data)
+    p = sub.add_parser("export", help="write samples in another layout: sample folders, or the released "
+                                      "CharacterShot training / inference layouts")
+    p.add_argument("src", type=Path, help="shards, a render output, sample folders (anything open_samples reads)")
+    p.add_argument("--layout", choices=("folders", *EXPORT_LAYOUTS), required=True,
+                   help="folders: <key>/motion/view00/000.png ...; charactershot-train: render_results/"
+                        "binded_motion/<seq>/view{k}/<i>.png, binded_pose/<seq>/<i>.png and train.txt; "
+                        "charactershot-inference: images/<id>/view{k}.png and poses/<id>/<i>.png at 720 x 480")
+    p.add_argument("--out", type=Path, required=True, help="output root")
+    p.add_argument("--key", nargs="+", default=None, help="only these sample keys")
+    p.add_argument("--reference", choices=("apose", "frame0"), default="apose",
+                   help="charactershot-inference: the reference image of each view (default apose)")
+    p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("import", help="turn a folder in the released Character4D layout into samples")
+    p.add_argument("src", type=Path, help="the root holding render_results/binded_motion (and binded_pose)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate of the renders (default 15)")
+    p.add_argument("--sequences", nargs="+", default=None, help="only these sequence folders")
+    p.add_argument("--format", dest="fmt", choices=("folders", "shards"), default="folders")
+    p.set_defaults(fn=cmd_import)
     return parser
 
 
