@@ -132,8 +132,7 @@ def _load_into(cls: type, config: Mapping[str, Any], state: dict[str, torch.Tens
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} with another shape "
             f"(e.g. {[(k, got[k], expected[k]) for k in wrong[:3]]})"
         )
-    target_dtype = dtype or next(iter(state.values())).dtype
-    state = {k: v.to(device=device or "cpu", dtype=target_dtype if v.is_floating_point() else v.dtype)
+    state = {k: v.to(device=device or "cpu", dtype=dtype if (dtype is not None and v.is_floating_point()) else v.dtype)
              for k, v in state.items()}  # fmt: skip
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()

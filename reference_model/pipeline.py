@@ -487,7 +487,8 @@ class CharacterShotPipeline(DiffusionPipeline):
         if output_type == "latent":
             result: Any = latents
         else:
-            video = torch.cat([self.decode_latents(latents[v : v + 1]) for v in range(num_views)])
+            # All views in one call; ``vae.enable_slicing()`` makes the VAE decode them one by one on small GPUs.
+            video = self.decode_latents(latents)
             result = video if output_type == "pt" else video.permute(0, 1, 3, 4, 2).cpu().numpy()
         self.maybe_free_model_hooks()
         if not return_dict:
