@@ -63,7 +63,7 @@ def _fsync_dir(path: Path) -> None:
 def write_folder_sample(sample: Sample, root: str | os.PathLike) -> Path:
     """Write a sample as ``root/<key>/`` atomically.
 
-    Files go to ``root/.<key>.tmp/`` first (a leftover one from an interrupted write is removed), are
+    Files go to ``root/.<key>.<pid>.tmp/`` first (unique per process; a leftover one is removed), are
     fsynced, and the folder is renamed to ``root/<key>`` only when complete, so a reader or a resumed
     job never sees half a sample, even after a node crash or power loss.
 
@@ -87,7 +87,7 @@ def write_folder_sample(sample: Sample, root: str | os.PathLike) -> Path:
         raise FileExistsError(f"{final} already exists; write_folder_sample never replaces a sample")
     paths = {name: field_to_path(name) for name in sample.files}
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".{sample.key}.tmp"
+    staging = root / f".{sample.key}.{os.getpid()}.tmp"
     if staging.exists():
         shutil.rmtree(staging)
     try:

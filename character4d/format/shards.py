@@ -16,7 +16,8 @@ from character4d.format.sample import Sample
 class ShardWriter:
     """Write samples to one webdataset ``.tar`` shard, atomically.
 
-    Writes ``<path>.tmp`` and renames it to ``path`` when the ``with`` block ends without an error;
+    Writes ``<path>.<pid>.tmp`` (unique per process) and renames it to ``path`` when the ``with`` block
+    ends without an error;
     on an error the temporary file is removed. Samples must come in strictly increasing key order,
     which makes every shard sorted and free of duplicates. Tar members get a fixed mtime so the same
     samples always give byte-identical shards.
@@ -39,7 +40,7 @@ class ShardWriter:
         self.path = Path(path)
         if self.path.suffix != ".tar":
             raise ValueError(f"path: expected a file name ending in .tar, got {self.path}")
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.tmp_path = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         self.count = 0
         self._last_key: str | None = None
         self._file: Any = None

@@ -185,13 +185,15 @@ class _Run:
 
     def _remove_leftovers(self) -> None:
         i, n = self.shard
-        for tmp in self.shards_dir.glob(f"c4d-{i:05d}-of-{n:05d}-*.tar.tmp"):
+        # Temporary names carry the writer's pid (``x.tar.<pid>.tmp``); older releases wrote ``x.tar.tmp``.
+        for tmp in self.shards_dir.glob(f"c4d-{i:05d}-of-{n:05d}-*.tar*.tmp"):
             tmp.unlink()
-        self.manifest_path.with_name(self.manifest_path.name + ".tmp").unlink(missing_ok=True)
+        for tmp in self.out_dir.glob(f"{self.manifest_path.name}*.tmp"):
+            tmp.unlink()
         keys = {job.key for job in self.jobs}
         for root in (self.staging, self.out_dir):
             for tmp in root.glob(".*.tmp"):
-                # ".<key>.tmp" (write_folder_sample) or ".<key>.render.tmp" (render scratch).
+                # ".<key>.<pid>.tmp" (write_folder_sample) or ".<key>.render.<pid>.tmp" (render scratch).
                 if tmp.name[1:].split(".", 1)[0] not in keys:
                     continue
                 if tmp.is_dir():
@@ -309,7 +311,7 @@ class _Run:
         attempts = int(previous.get("attempts", 1)) + 1 if previous else 1
         self.entries[job.key] = _entry(job, "running", attempts)
         self._save()
-        scratch = self.staging / f".{job.key}.render.tmp"
+        scratch = self.staging / f".{job.key}.render.{os.getpid()}.tmp"
         if scratch.exists():
             shutil.rmtree(scratch)
         scratch.mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import warnings
 from pathlib import Path
@@ -415,7 +416,7 @@ def test_unsorted_foreign_tar_is_rejected(tmp_path):
 
 def test_write_folder_sample_is_atomic_and_never_replaces(tmp_path):
     sample = make_fake_sample("a__m")
-    leftover = tmp_path / ".a__m.tmp"
+    leftover = tmp_path / f".a__m.{os.getpid()}.tmp"  # temporary names are unique per process
     (leftover / "motion").mkdir(parents=True)
     (leftover / "motion" / "junk.png").write_bytes(b"x")
     folder = write_folder_sample(sample, tmp_path)
