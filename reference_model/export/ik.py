@@ -321,7 +321,10 @@ def solve_ik(joints: np.ndarray, skeleton: Skeleton, cfg: IKConfig = IKConfig())
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (len(JOINT_NAMES), 3) or len(joints) == 0:
         raise IKError(f"joints must be [F, {len(JOINT_NAMES)}, 3] in JOINT_NAMES order, got {joints.shape}")
-    joints = _fill_gaps(joints)
+    # Bone heads are interpolated over gaps (the chain needs them); face points and finger tips are not:
+    # the bones they orient fit whichever of them each frame shows.
+    bone_cols = [_J[b] for b in BODY_BONES + FINGER_BONES]
+    joints[:, bone_cols] = _fill_gaps(joints[:, bone_cols])
     missing = [b for b in REQUIRED_BONES if not np.isfinite(joints[:, _J[b]]).all()]
     if missing:
         raise IKError(f"joints: required joints unknown in every frame: {', '.join(missing)}")
@@ -349,7 +352,7 @@ def solve_ik(joints: np.ndarray, skeleton: Skeleton, cfg: IKConfig = IKConfig())
     for i, bone in enumerate(sk.bones):
         p = sk.parents[i]
         if p < 0:
-            heads[:, i] = target[:, _J[bone]]
+            heads[:, i] = target[:, _J[bone]]  # refined below, once the hips rotation is known
             parent_rot = np.broadcast_to(np.eye(3), (frames, 3, 3))
         else:
             heads[:, i] = heads[:, p] + rot[:, p] @ (sk.heads[i] - sk.heads[p])
@@ -379,6 +382,18 @@ def solve_ik(joints: np.ndarray, skeleton: Skeleton, cfg: IKConfig = IKConfig())
         if bone in _HINGES:
             swing = _hinge_twist(swing, sk, i, bone, heads, wanted, cfg)
         rot[:, i] = np.where(ok[:, None, None], full, swing) if full is not None else swing
+        if p < 0:
+            # The root goes where the hip joints (the legs' roots) land best: a hips head estimated from
+            # other joints (e.g. COCO-18 keypoints, which have no pelvis) must not shift the legs.
+            legs = [n for n in ("leftUpperLeg", "rightUpperLeg") if n in rest_of]
+            if len(legs) == 2:  # ... and the hip line exactly (a swing about the hips' forward-up plane)
+                lat_rest = rest_of["leftUpperLeg"] - rest_of["rightUpperLeg"]
+                lat_want = wanted["leftUpperLeg"] - wanted["rightUpperLeg"]
+                fix = _swing(rot[:, i] @ lat_rest, np.nan_to_num(lat_want))
+                rot[:, i] = fix @ rot[:, i]
+            if legs:
+                miss = [wanted[n] - (heads[:, i] + rot[:, i] @ (rest_of[n] - sk.heads[i])) for n in legs]
+                heads[:, i] += np.nan_to_num(np.mean(miss, axis=0))
     return Motion(sk, rot, heads[:, 0].copy(), contacts, scale)
 
 
@@ -434,6 +449,115 @@ def write_motion_bvh(path, motion: Motion, fps: float):
     from character4d.bvh import write_bvh
 
     return write_bvh(path, bvh_skeleton(motion.skeleton), motion.local_rotations(), motion.hips, fps=fps)
+
+
+# COCO-18 keypoints (DESIGN.md Appendix A order) as canonical joints; the neck keypoint is the mid-point
+# of the shoulders, not a bone.
+COCO18_JOINTS: tuple[str | None, ...] = (
+    "nose", None, "rightUpperArm", "rightLowerArm", "rightHand", "leftUpperArm", "leftLowerArm", "leftHand",
+    "rightUpperLeg", "rightLowerLeg", "rightFoot", "leftUpperLeg", "leftLowerLeg", "leftFoot",
+    "rightEye", "leftEye", "rightEar", "leftEar",
+)  # fmt: skip
+
+
+def _frame(lateral: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """[F, 3, 3] right-handed frames with columns (lateral, forward, up), up kept, lateral orthogonalised."""
+    z = normalize(up)
+    x = normalize(lateral - (lateral * z).sum(-1, keepdims=True) * z)
+    return np.stack([x, np.cross(z, x), z], axis=-1)
+
+
+def joints_from_coco18(keypoints: np.ndarray, rest_joints: np.ndarray) -> np.ndarray:
+    """Canonical joints for `solve_ik` from COCO-18 world keypoints (e.g. triangulated pose maps).
+
+    The keypoints give shoulders, elbows, wrists, hips, knees, ankles and the face. The joints they do not
+    show are placed rigidly from the rest skeleton: the hips bone in the pelvis frame (hip line, and up
+    towards the shoulders' mid-point), the chest, neck and clavicles in the shoulder frame, spine and
+    chest in between (by their rest heights), the head bone and the face with the face's own fit, the
+    toes with the shin. Fingers stay unknown (the hands then follow the forearms).
+
+    Args:
+        keypoints: [F, 18, 3] in COCO-18 order (NaN = not seen).
+        rest_joints: [J, 3] the character's A-pose joints (``apose_joints.npy``).
+
+    Returns:
+        [F, J, 3] in `JOINT_NAMES` order.
+
+    Raises:
+        IKError: wrong shapes.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    rest = np.asarray(rest_joints, dtype=np.float64)
+    if kp.ndim != 3 or kp.shape[1:] != (18, 3):
+        raise IKError(f"keypoints must be [F, 18, 3] in COCO-18 order, got {kp.shape}")
+    if rest.shape != (len(JOINT_NAMES), 3):
+        raise IKError(f"rest joints must be [{len(JOINT_NAMES)}, 3], got {rest.shape}")
+    # No interpolation here: the face is fitted to the points each frame shows, and `solve_ik` fills
+    # the remaining gaps over time.
+    frames = len(kp)
+    out = np.full((frames, len(JOINT_NAMES), 3), np.nan)
+    for k, name in enumerate(COCO18_JOINTS):
+        if name is not None:
+            out[:, _J[name]] = kp[:, k]
+
+    def at(name):
+        return out[:, _J[name]]
+
+    def r(name):
+        return rest[_J[name]]
+
+    hip_mid, sh_mid = 0.5 * (at("leftUpperLeg") + at("rightUpperLeg")), 0.5 * (at("leftUpperArm") + at("rightUpperArm"))
+    rest_hip_mid, rest_sh_mid = 0.5 * (r("leftUpperLeg") + r("rightUpperLeg")), 0.5 * (r("leftUpperArm") + r("rightUpperArm"))
+    rest_pelvis = _frame((r("leftUpperLeg") - r("rightUpperLeg"))[None], (rest_sh_mid - rest_hip_mid)[None])[0]
+    rest_chest = _frame((r("leftUpperArm") - r("rightUpperArm"))[None], (rest_sh_mid - rest_hip_mid)[None])[0]
+    pelvis = _frame(at("leftUpperLeg") - at("rightUpperLeg"), sh_mid - hip_mid) @ rest_pelvis.T
+    chest = _frame(at("leftUpperArm") - at("rightUpperArm"), sh_mid - hip_mid) @ rest_chest.T
+
+    def place(name, rot, origin, rest_origin):
+        if np.isfinite(r(name)).all():
+            out[:, _J[name]] = origin + rot @ (r(name) - rest_origin)
+
+    place("hips", pelvis, hip_mid, rest_hip_mid)
+    for name in ("upperChest", "neck", "leftShoulder", "rightShoulder"):
+        place(name, chest, sh_mid, rest_sh_mid)
+    lo_z, hi_z = r("hips")[2], (r("upperChest") if np.isfinite(r("upperChest")).all() else rest_sh_mid)[2]
+    for name in ("spine", "chest"):
+        if np.isfinite(r(name)).all():
+            a = float(np.clip((r(name)[2] - lo_z) / max(hi_z - lo_z, 1e-6), 0, 1))
+            low = hip_mid + pelvis @ (r(name) - rest_hip_mid)
+            high = sh_mid + chest @ (r(name) - rest_sh_mid)
+            out[:, _J[name]] = (1 - a) * low + a * high
+    # Head bone: rigid with the face points seen in each frame (the chest frame where fewer than 3 are).
+    face = [n for n in FACE_POINTS if np.isfinite(r(n)).all()]
+    rest_face = np.array([r(n) for n in face])
+    posed_face = np.stack([at(n) for n in face], axis=1)
+    known = np.isfinite(posed_face).all(-1)
+    for f in range(frames):
+        if known[f].sum() >= 3:
+            pr, pp = rest_face[known[f]], posed_face[f, known[f]]
+            rot, _ = kabsch(pr - pr.mean(0), (pp - pp.mean(0))[None], np.ones((1, len(pr))))
+            out[f, _J["head"]] = pp.mean(0) + rot[0] @ (r("head") - pr.mean(0))
+        else:
+            out[f, _J["head"]] = sh_mid[f] + chest[f] @ (r("head") - rest_sh_mid)
+            for k, n in enumerate(face):
+                if not known[f, k]:
+                    out[f, _J[n]] = sh_mid[f] + chest[f] @ (r(n) - rest_sh_mid)
+    for side in _SIDES:
+        toes = f"{side}Toes"
+        if np.isfinite(r(toes)).all():
+            # the shin's smallest swing from the pelvis frame, so the foot turns with the body
+            shin = _swing(pelvis @ (r(f"{side}Foot") - r(f"{side}LowerLeg")),
+                          at(f"{side}Foot") - at(f"{side}LowerLeg")) @ pelvis
+            out[:, _J[toes]] = at(f"{side}Foot") + shin @ (r(toes) - r(f"{side}Foot"))
+    return out
+
+
+def coco18_of(joints: np.ndarray) -> np.ndarray:
+    """[F, 18, 3] COCO-18 keypoints of canonical joints [F, J, 3] (neck = the shoulders' mid-point)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    out = np.stack([joints[:, _J[n]] if n else 0.5 * (joints[:, _J["leftUpperArm"]] + joints[:, _J["rightUpperArm"]])
+                    for n in COCO18_JOINTS], axis=1)
+    return out
 
 
 def joint_errors(pred: np.ndarray, truth: np.ndarray, names: Sequence[str] = BODY_BONES) -> dict[str, float]:

@@ -8,6 +8,10 @@ canonical order, e.g. triangulated from predicted pose maps) drive the character
   ``character4d render --characters CHAR --motions <key>.bvh --no-face-front`` renders it again;
 - ``<key>.glb``: the character's skinned mesh with the animation baked (Blender's glTF exporter; needs
   bpy and the character file the sample was rendered from);
+``--keypoints`` takes COCO-18 world keypoints instead (what triangulating pose maps gives, e.g.
+``characterbench.pose.triangulate_pose_maps``); the joints they do not show are placed from the rest
+skeleton (`reference_model.export.ik.joints_from_coco18`).
+
 - ``rig.json``: where the joints came from, the IK settings, the joint error of the solved skeleton
   against the input joints, the GLB read-back error, timings.
 """
@@ -24,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reference_model.export.ik import IKConfig, IKError, Skeleton, forward_kinematics, joint_errors, solve_ik, \
-    write_motion_bvh
+from character4d.skeleton import BODY_BONES
+from reference_model.export.ik import IKConfig, IKError, Skeleton, forward_kinematics, joint_errors, \
+    joints_from_coco18, solve_ik, write_motion_bvh
 
 
 def _sha256(path: Path) -> str:
@@ -68,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=None, help="sample key (default: the first sample)")
     parser.add_argument("--joints", type=Path, default=None,
                         help="[F, J, 3] .npy in character4d's joint order (default: the sample's joints.npy)")
+    parser.add_argument("--keypoints", type=Path, default=None,
+                        help="[F, 18, 3] .npy of COCO-18 world keypoints instead, e.g. triangulated from pose maps "
+                             "by characterbench.pose.triangulate_pose_maps")
     parser.add_argument("--character", type=Path, default=None,
                         help="character file for the GLB (default: the embedded default-data character the "
                              "sample names, when it is one)")
@@ -87,10 +95,17 @@ def run(args: argparse.Namespace) -> int:
         fps = float(sample.meta.get("fps", 15.0))
         cfg = IKConfig(pin_contacts=args.pin_contacts, scale_to_character=not args.no_scale,
                        contact_height=args.contact_height, fps=fps)
+        if args.joints is not None and args.keypoints is not None:
+            raise ValueError("give --joints or --keypoints, not both")
         if args.joints is not None:
             if not args.joints.is_file():
                 raise ValueError(f"{args.joints}: no such file")
             joints, source = np.load(args.joints), str(args.joints)
+        elif args.keypoints is not None:
+            if not args.keypoints.is_file():
+                raise ValueError(f"{args.keypoints}: no such file")
+            joints = joints_from_coco18(np.load(args.keypoints), sample.apose_joints)
+            source = f"{args.keypoints} (COCO-18 keypoints)"
         else:
             joints, source = sample.joints, f"{sample.key}/joints.npy (ground truth)"
         skeleton = Skeleton.from_joints(sample.apose_joints)
@@ -110,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         report = {
             "key": sample.key, "joints": source, "frames": int(len(joints)), "fps": fps, "ik_config": asdict(cfg),
             "scale": motion.scale, "contact_frames": motion.contacts.sum(axis=0).tolist(),
-            "fk_vs_input_body": joint_errors(fk, np.asarray(joints, dtype=np.float64) * motion.scale),
+            "fk_vs_input_body": joint_errors(fk, np.asarray(joints, dtype=np.float64) * motion.scale,
+                                             [b for b in skeleton.bones if b in BODY_BONES]),
             "bvh": bvh.name, "ik_seconds": ik_s,
         }
         if not args.no_glb:

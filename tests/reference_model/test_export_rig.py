@@ -134,10 +134,37 @@ def test_longer_input_legs_are_scaled_and_the_ankles_still_reached(sk):
     expected_scale = sk.leg_length() / tall.leg_length()
     assert m.scale == pytest.approx(expected_scale, rel=1e-9) and m.scale < 0.95
     fk = forward_kinematics(sk, m.rotations, m.hips)
+    # reached to a fraction of a millimetre: the scaled input's hips are narrower than the character's, so
+    # a straight leg falls short by a little
     for ankle in ("leftFoot", "rightFoot"):
-        assert np.abs(fk[:, J[ankle]] - joints[:, J[ankle]] * m.scale).max() < 1e-6
+        assert np.abs(fk[:, J[ankle]] - joints[:, J[ankle]] * m.scale).max() < 1e-3
     assert np.allclose(fk[:, J["leftFoot"], 2], fk[:, J["leftFoot"], 2].min() + (joints[:, J["leftFoot"], 2]
                        - joints[:, J["leftFoot"], 2].min()) * m.scale)
+
+
+def test_coco18_keypoints_drive_the_skeleton(sk):
+    """COCO-18 keypoints only (what triangulated pose maps give): the joints they show are reproduced."""
+    from reference_model.export.ik import coco18_of, joints_from_coco18
+
+    rng = np.random.default_rng(5)
+    frames = 5
+    rot = np.stack([pose(sk, {b: axis_angle(rng.normal(size=3), rng.uniform(0, 0.5)) for b in
+                              ("hips", "spine", "chest", "neck", "head", "leftUpperArm", "leftLowerArm",
+                               "rightUpperArm", "rightUpperLeg", "rightLowerLeg", "leftUpperLeg")})[0]
+                    for _ in range(frames)])
+    truth = forward_kinematics(sk, rot, sk.heads[0] + rng.normal(size=(frames, 3)) * 0.03)
+    kp = coco18_of(truth)
+    assert np.allclose(kp[:, 1], 0.5 * (truth[:, J["leftUpperArm"]] + truth[:, J["rightUpperArm"]]))
+    kp[2, 16] = np.nan  # an ear hidden in one frame
+    joints = joints_from_coco18(kp, rest_joints())
+    m = solve_ik(joints, sk, IKConfig(scale_to_character=False))
+    got = coco18_of(forward_kinematics(sk, m.rotations, m.hips))
+    ok = np.isfinite(kp).all(-1)
+    err = np.linalg.norm(got - kp, axis=-1)[ok]
+    # the limbs exactly; the face through the estimated neck/head chain, within a few mm
+    assert err.max() < 0.01 and np.median(err) < 1e-4, (err.max(), np.median(err))
+    with pytest.raises(IKError, match="COCO-18"):
+        joints_from_coco18(np.zeros((2, 17, 3)), rest_joints())
 
 
 def test_contacts_are_found_and_pinned():
