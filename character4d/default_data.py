@@ -245,13 +245,13 @@ def _walk(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def _wave(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     w = 2 * np.pi * t / 0.8
     rot = _arms_down(70, t)
-    # Right upper arm out to the side and forward (rotation about +Y lifts the -X-pointing arm, about +Z
-    # brings it forward), a little below horizontal; the forearm up, waving side to side, the hand
-    # above the shoulder at about head height. Not higher: the Character4D rig (camera at 0.7 m, 39.6
-    # degree fov, 3.5 m away) sees up to 1.96 m at the centre and less nearer a camera, and a hand
-    # raised over a 1.8 m character's head leaves the side views.
-    rot["RightArm"] = _rot(Y, np.radians(-15) * np.ones_like(t)) @ _rot(Z, np.radians(25) * np.ones_like(t))
-    rot["RightForeArm"] = _rot(Y, np.radians(70) + np.radians(20) * np.sin(w))
+    # Right upper arm down and forward (rotation about +Y lifts the -X-pointing arm, about +Z brings it
+    # forward), the elbow bent so the forearm points up, waving side to side, the hand at shoulder height
+    # half a metre above the left one. Not higher: the Character4D rig (camera at 0.7 m, 39.6 degree
+    # fov, 3.5 m away) sees up to 1.96 m at the centre and less nearer a camera, and the fingers of a
+    # hand raised over a 1.8 m character's head leave the side views.
+    rot["RightArm"] = _rot(Y, np.radians(-50) * np.ones_like(t)) @ _rot(Z, np.radians(25) * np.ones_like(t))
+    rot["RightForeArm"] = _rot(Y, np.radians(130) + np.radians(20) * np.sin(w))
     rot["Spine"] = _rot(Y, np.radians(4) * np.sin(w / 2))
     rot["Head"] = _rot(Z, np.radians(10) * np.sin(w / 2))
     root = np.zeros((len(t), 3))
@@ -286,8 +286,10 @@ def _dance(t: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     rot = {
         "Hips": _rot(Z, turn),
         "Spine": _rot(Y, np.radians(8) * np.sin(w)),
-        "LeftArm": _rot(Y, np.radians(20) + np.radians(25) * np.sin(w)),
-        "RightArm": _rot(Y, -np.radians(20) + np.radians(25) * np.sin(w)),
+        # Arms swing between 10 and 50 degrees below horizontal: spinning, a hand above the shoulder
+        # comes close enough to a side camera to leave its frame.
+        "LeftArm": _rot(Y, np.radians(30) + np.radians(20) * np.sin(w)),
+        "RightArm": _rot(Y, -np.radians(30) + np.radians(20) * np.sin(w)),
         # Elbows bend forward (towards -Y): -Z for the left forearm, +Z for the right one.
         "LeftForeArm": _rot(Z, -np.radians(40) * (1 + np.sin(w)) / 2),
         "RightForeArm": _rot(Z, np.radians(40) * (1 + np.sin(w)) / 2),

@@ -12,16 +12,17 @@ from character4d.default_data import MotionSpec, template_skeleton
 from character4d.skeleton import map_skeleton
 
 
-def forward_kinematics(spec: MotionSpec, fps: float, height: float = 1.75) -> tuple[list[str], np.ndarray]:
+def forward_kinematics(spec: MotionSpec, fps: float, height: float = 1.75, fingers: bool = False
+                       ) -> tuple[list[str], np.ndarray]:
     """Template joint positions of ``spec`` for a character ``height`` tall.
 
     The root offset is scaled with the height, as the retargeter scales hips motion by the leg-length
-    ratio (the template's legs scale with its height).
+    ratio (the template's legs scale with its height). ``fingers`` adds the template's finger joints.
 
     Returns:
         (template bone names, [T, B, 3] positions) sampled at ``fps`` over the spec's duration.
     """
-    names, parents, heads = template_skeleton(height=height, rest="T", fingers=False)
+    names, parents, heads = template_skeleton(height=height, rest="T", fingers=fingers)
     t = np.arange(int(round(spec.duration * fps)) + 1) / fps
     rot, root = spec.pose(t)
     root = root * height / 1.75
