@@ -206,3 +206,44 @@ def test_staged_files_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     assert events.index("rename") >= len(sample.files) + 1
     assert events.count("rename") == 1 and events[-1] == "fsync"
     assert runner_module.DEFAULT_MAX_ATTEMPTS == 3
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_a_blender_worker_killed_with_sigkill_is_retried(default_data, tmp_path):
+    """The real worker, SIGKILLed mid-render (as the OOM killer does): crashed, then rendered by the next run."""
+    import subprocess
+    import sys
+    import time
+
+    chars, motions = default_data
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "character4d.cli", "render", "--out", str(out), "--characters", str(chars["ada"]),
+           "--motions", str(motions["wave"]), "--resolution", "32", "--views", "2", "--frames", "2",
+           "--samples", "1", "--fps", "5", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and not workers and proc.poll() is None:
+        workers = [c for c in _children(proc.pid) if b"character4d.blender.worker" in
+                   Path(f"/proc/{c}/cmdline").read_bytes()] if Path(f"/proc/{proc.pid}").exists() else []
+        time.sleep(0.05)
+    assert workers, "the render should start a Blender worker"
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "CRASHED ada__wave" in stdout and "SIGKILL" in stdout, stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 rendered" in again.stdout, again.stdout + again.stderr
+    (sample,) = open_samples(out)
+    sample.validate(decode=True)
