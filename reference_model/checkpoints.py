@@ -391,7 +391,7 @@ def load_pipeline(path: str | os.PathLike, dtype: torch.dtype | None = None, dev
 
     path = Path(path)
     if (path / "model_index.json").is_file():
-        pipe = CharacterShotPipeline.from_pretrained(path, torch_dtype=dtype)
+        pipe = CharacterShotPipeline.from_pretrained(path, dtype=dtype)
     elif is_released_layout(path):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
         from transformers import AutoTokenizer, T5EncoderModel
@@ -404,8 +404,8 @@ def load_pipeline(path: str | os.PathLike, dtype: torch.dtype | None = None, dev
                      else CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER_CONFIG))  # fmt: skip
         pipe = CharacterShotPipeline(
             tokenizer=AutoTokenizer.from_pretrained(path / "tokenizer"),
-            text_encoder=T5EncoderModel.from_pretrained(path / "text_encoder", torch_dtype=dtype),
-            vae=AutoencoderKLCogVideoX.from_pretrained(path / "vae", torch_dtype=dtype),
+            text_encoder=T5EncoderModel.from_pretrained(path / "text_encoder", dtype=dtype),
+            vae=AutoencoderKLCogVideoX.from_pretrained(path / "vae", dtype=dtype),
             transformer=load_released_transformer(path, dtype=dtype),
             scheduler=scheduler,
             camera_encoder=load_released_camera_encoder(path, dtype=dtype),
