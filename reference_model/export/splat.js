@@ -12,7 +12,8 @@
   function report(extra) {
     var s = { ready: false };
     for (var k in extra) s[k] = extra[k];
-    s.load_ms = Math.round(performance.now() - started);
+    s.load_ms = Math.round(performance.now() - started);  // script start -> first frame drawn
+    s.since_navigation_ms = Math.round(performance.now());  // page request -> first frame (parsing included)
     statusEl.textContent = JSON.stringify(s);
     document.body.setAttribute("data-state", s.ready ? "ready" : (s.error ? "error" : "fallback"));
   }
