@@ -124,3 +124,25 @@ def test_encoder_tokens_follow_the_patch_grid():
     K = canvas_intrinsics(cams.Ks[:1], cams.width)
     full = camera_tokens(CameraEncoder(hidden_channels=4, out_channels=8), K, cams.viewmats[:1], 480, 720)
     assert full.shape == (1, 1350, 8)
+
+
+def test_compare_script_reports_a_match_and_diagnoses_another_convention(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare_camera_embs.py"
+    spec = importlib.util.spec_from_file_location("compare_camera_embs", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cams = rig_cameras(RigConfig(num_views=3, resolution=16))
+    rays = plucker_rays(canvas_intrinsics(cams.Ks, 16, 16, 24), cams.viewmats, 16, 24)
+    args = ["--views", "3", "--height", "16", "--width", "24", "--camera-embs"]
+    good, swapped = tmp_path / "good", tmp_path / "swapped"
+    for folder, maps in ((good, rays), (swapped, torch.cat([rays[:, 3:], rays[:, :3]], 1))):
+        folder.mkdir()
+        for v in range(3):
+            torch.save(maps[v].clone(), folder / f"{v}.pt")
+    assert module.main([*args, str(good)]) == 0
+    assert module.main([*args, str(swapped)]) == 1
+    assert "closest: (d, o x d)" in capsys.readouterr().out
+    assert module.main([*args, str(tmp_path / "missing")]) == 2
