@@ -8,7 +8,6 @@ the next frame) so Cycles' persistent data reuses one BVH per frame.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import sys
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from character4d.blender.character import (
 from character4d.blender.motion import SampledMotion, bone_rotations_world, sample_motion
 from character4d.cameras import Cameras, project, rig_cameras
 from character4d.config import RenderConfig
-from character4d.framing import framing_record, joints_outside, silhouette_at_edge
+from character4d.framing import framing_record, joints_outside, silhouette_outside
 from character4d.png_metadata import strip_png_metadata
 from character4d.retarget import (
     canonical_order,
@@ -224,25 +223,22 @@ def render_views(cam, cameras: Cameras, verts: np.ndarray, paths: list[Path],
         depth: (EXR written by the depth node, view -> depth PNG path) to also save depth maps.
 
     Returns:
-        Per view: does the silhouette touch the image border (`character4d.framing.silhouette_at_edge`)?
+        Per view: does part of the silhouette leave the image (`character4d.framing.silhouette_outside`)?
     """
     import bpy
     import mathutils
-    from PIL import Image
 
     scene = bpy.context.scene
     edges = []
     for v, path in enumerate(paths):
         cam.matrix_world = mathutils.Matrix(cameras.c2w_blender[v].tolist())
         uv, z = project(verts, cameras.viewmats[v], cameras.Ks[v])
+        edges.append(silhouette_outside(uv, z, cameras.width, cameras.height))
         uv = np.where((z > 0)[:, None], uv, np.nan)
         _set_border(scene, uv, cameras.width)
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
-        data = strip_png_metadata(path.read_bytes())
-        path.write_bytes(data)
-        with Image.open(io.BytesIO(data)) as image:
-            edges.append(silhouette_at_edge(np.asarray(image.convert("RGBA"))[..., 3]))
+        path.write_bytes(strip_png_metadata(path.read_bytes()))
         if depth is not None:
             depth[1](v).write_bytes(fmt.encode_depth(read_depth(depth[0], path)))
         if on_image is not None:
@@ -466,7 +462,7 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         _apply_basis(char, basis, f, hips_loc[f])
     scene.frame_start, scene.frame_end = 0, cfg.num_frames - 1
     joints = np.zeros((cfg.num_frames, len(JOINT_NAMES), 3))
-    edge = np.zeros((views, cfg.num_frames), dtype=bool)
+    edge = np.zeros((views, cfg.num_frames), dtype=bool)  # silhouette partly outside the image
     for f in range(cfg.num_frames):
         scene.frame_set(f)
         joints[f] = current_joints(char, face_local)

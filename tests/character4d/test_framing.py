@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from character4d.cameras import RigConfig, rig_cameras
+from character4d.cameras import RigConfig, project, rig_cameras
 from character4d.default_data import CHARACTERS, MOTIONS
-from character4d.framing import framing_record, framing_warning, joints_outside, silhouette_at_edge
+from character4d.framing import framing_record, framing_warning, joints_outside, silhouette_outside
 from tests.character4d.template_fk import forward_kinematics
 
 CAMS = rig_cameras(RigConfig(num_views=21, resolution=512))
@@ -31,19 +31,25 @@ def test_joints_outside_against_the_rig_geometry():
     assert joints_outside(inside[[0, 0]], CAMS).shape == (21, 2)
 
 
-def test_silhouette_edge_and_the_record():
-    alpha = np.zeros((8, 8), dtype=np.uint8)
-    alpha[2:6, 2:6] = 255
-    assert not silhouette_at_edge(alpha)
-    alpha[0, 4] = 3
-    assert silhouette_at_edge(alpha)
-    with pytest.raises(ValueError, match="alpha"):
-        silhouette_at_edge(np.zeros((2, 2, 2)))
+def test_silhouette_outside_and_the_record():
+    uv = np.array([[1.0, 2.0], [63.0, 10.0]])
+    assert not silhouette_outside(uv, np.array([3.0, 3.0]), 64, 64)
+    assert silhouette_outside(uv + [1.0, 0.0], np.array([3.0, 3.0]), 64, 64)  # x = 64 is off the image
+    assert silhouette_outside(uv, np.array([3.0, -0.1]), 64, 64)  # behind the camera
+    # A thin 1.9 m tall pole (5 cm radius) at the orbit's centre fits under the rig's top (0.7 + 0.36 d
+    # at the pole's near side, d = 3.45 m: 1.94 m), a 2.0 m one does not.
+    ang = np.linspace(0, 2 * np.pi, 16)
+    for top, out in ((1.9, False), (2.0, True)):
+        ring = np.stack([0.05 * np.cos(ang), 0.05 * np.sin(ang), np.full_like(ang, top)], 1)
+        uvs, z = project(ring, CAMS.viewmats[0], CAMS.Ks[0])
+        assert silhouette_outside(uvs, z, 512, 512) is out
+    with pytest.raises(ValueError, match="uv"):
+        silhouette_outside(np.zeros((2, 3)), np.zeros(2), 8, 8)
     j = np.array([[False, True], [False, False]])
     s = np.array([[False, True], [True, False]])
     rec = framing_record(j, s, np.array([False, True]))
-    assert rec == {"joint_outside": [[0, 1], [0, 0]], "silhouette_at_edge": [[0, 1], [1, 0]],
-                   "apose_silhouette_at_edge": [0, 1], "clipped": 2}
+    assert rec == {"joint_outside": [[0, 1], [0, 0]], "silhouette_outside": [[0, 1], [1, 0]],
+                   "apose_silhouette_outside": [0, 1], "clipped": 2}
     meta = {"character_id": "bram", "motion_id": "jump", "framing": rec}
     assert framing_warning(meta) == "bram__jump: 2 of 4 images leave the frame (views 0, 1)"
     assert framing_warning({"framing": framing_record(j & False, s & False, [0, 0])}) is None
@@ -56,8 +62,6 @@ def test_default_motions_stay_in_frame(motion):
     motion, with the hips motion centred on the window as ``root_motion="center"`` does, project
     inside all 21 views of the rig (the head-top and fingertip joints included), at least 8 px (of 512)
     from the border: room for the hair and the skin beyond the joints."""
-    from character4d.cameras import project
-
     window = 24
     for spec in CHARACTERS:
         names, pos = forward_kinematics(motion, 15.0, spec.height, fingers=True)

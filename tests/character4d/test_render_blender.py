@@ -102,7 +102,7 @@ def test_default_data_renders_and_passes_visual_checks(default_run):
             assert meta["start"]["chosen_s"] == pytest.approx(times[0]) and meta["start"]["lead_in_s"] == 0.0
             # The default data stays in frame (default data v5), and the record says so per view and frame.
             assert meta["framing"]["clipped"] == 0, meta["framing"]
-            assert np.shape(meta["framing"]["joint_outside"]) == (3, 3)
+            assert np.shape(meta["framing"]["joint_outside"]) == np.shape(meta["framing"]["silhouette_outside"]) == (3, 3)
             assert meta["license"]["license"] == "CC0-1.0"
             assert meta["skeleton"]["character"]["convention"] == "mixamo"
             assert 1.6 <= meta["character_height"] <= 1.9
@@ -162,7 +162,7 @@ def test_real_assets_each_character_with_each_cmu_motion(tmp_path):
     summary = _render(chars, motions, tmp_path)
     assert not summary.failed, summary.failed
     samples = list(open_samples(tmp_path / "shards"))
-    assert len(samples) == len(chars) * len(motions) == 8
+    assert len(samples) == len(chars) * len(motions) >= 8
     for sample in samples:
         # Auto-rigged and game meshes are coarse at 64 px; allow one joint in ten to graze the edge.
         check_sample(sample, min_inside=0.85)
