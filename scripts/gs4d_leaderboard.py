@@ -5,7 +5,7 @@ Steps (each re-runnable; finished fits are skipped):
     # CPU: compact packs of what the fits need (12 training views x all frames + 9 held-out views x protocol frames)
     python scripts/gs4d_leaderboard.py pack --gt out/board-gt --out .whl-gs4d/packs
     # GPU (scripts/gpu/gs4d_run.sh): fit, in priority order, within a deadline
-    python scripts/gs4d_leaderboard.py fit --data .whl-gs4d/packs --runs $OUT/runs --presets default,no_neighbour
+    python scripts/gs4d_leaderboard.py fit --data .whl-gs4d/packs --runs /tmp/runs --jobs default,no_neighbour
     python scripts/gs4d_leaderboard.py bundle --runs $OUT/runs --out $OUT        # held-out renders -> one .npz per preset
     # CPU: unpack, score with characterbench eval, submit one row per preset that covers every sample
     python scripts/gs4d_leaderboard.py unbundle --bundles DIR --runs out/gs4d-runs
@@ -77,65 +77,86 @@ def _fit_command(data: Path, runs: Path, key: str, preset: str, extra: list[str]
             "--out", str(runs / preset / key), "--preset", preset, "--quiet", *extra]
 
 
+def _jobs(spec: str, keys: list[str]) -> list[tuple[str, str]]:
+    """``"default:all,no_gate:ada__dance"`` -> [(preset, key), ...] in that order (``preset`` alone = all)."""
+    jobs = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        preset, _, which = item.partition(":")
+        for key in keys if which in ("", "all") else [which]:
+            if (preset, key) not in jobs:
+                jobs.append((preset, key))
+    return jobs
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Foreground presets run one after another; ``--background`` presets run alongside them (one process
-    per sample, started after the first foreground fit, so its timing is clean). No fit starts when the
-    deadline would be passed by its expected duration; background fits still running at the deadline are
-    stopped."""
+    """Foreground jobs run one after another in this process (the first alone, so its timing is clean);
+    ``--background`` jobs run alongside as separate processes, started after the first foreground fit. A
+    foreground fit is not started when its expected duration would pass the deadline; background fits still
+    running at the deadline are stopped. Finished fits (``fit.json`` present) are skipped."""
+    from reference_model.gs4d.config import preset as make_preset
+    from reference_model.gs4d.runner import fit_sample
+
     data, runs = Path(args.data), Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    overrides = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.set)}
     keys = _keys(data) if args.samples == "all" else args.samples.split(",")
-    first = args.first if args.first in keys else keys[0]
-    keys = [first] + [k for k in keys if k != first]
-    extra = ["--no-ply"] if args.no_ply else []
+    if args.first in keys:
+        keys = [args.first] + [k for k in keys if k != args.first]
     start = time.monotonic()
     deadline = start + args.deadline
-    durations: dict[str, list[float]] = {}
+    durations: dict[str, float] = {}
     background: list[tuple[subprocess.Popen, str]] = []
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    fg = [(p, k) for p in args.presets.split(",") if p for k in keys]
-    bg = [(p, k) for p in (args.background.split(",") if args.background else []) if p for k in keys]
-    log = open(runs.mkdir(parents=True, exist_ok=True) or runs / "fit-log.txt", "a")
+    log = open(runs / "fit-log.txt", "a")
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {text}", file=log, flush=True)
+        print(f"[{time.monotonic() - start:6.1f}s] {text}", flush=True)
 
     def launch_background() -> None:
-        for preset, key in bg:
+        for preset, key in _jobs(args.background, keys):
             if (runs / preset / key / "fit.json").is_file():
                 continue
             (runs / preset / key).mkdir(parents=True, exist_ok=True)
             out = open(runs / preset / key / "stdout.txt", "w")
-            proc = subprocess.Popen(_fit_command(data, runs, key, preset, ["--no-ply"]), stdout=out,
+            sets = [x for item in args.set for x in ("--set", item)]
+            proc = subprocess.Popen(_fit_command(data, runs, key, preset, ["--no-ply", *sets]), stdout=out,
                                     stderr=subprocess.STDOUT, env=env, cwd=ROOT)
             background.append((proc, f"{preset}/{key}"))
-            print(f"[{time.monotonic() - start:6.1f}s] started {preset}/{key} (background)", file=log, flush=True)
-        bg.clear()
+            say(f"started {preset}/{key} (background)")
 
-    for i, (preset, key) in enumerate(fg):
+    launched = False
+    for i, (preset, key) in enumerate(_jobs(args.jobs, keys)):
         if (runs / preset / key / "fit.json").is_file():
             continue
-        expected = max(durations.get(preset, durations.get("default", [args.estimate])))
+        expected = durations.get(preset, durations.get("default", args.estimate))
         if time.monotonic() + expected > deadline:
-            print(f"[{time.monotonic() - start:6.1f}s] skipped {preset}/{key}: deadline", file=log, flush=True)
+            say(f"skipped {preset}/{key}: {expected:.0f} s would pass the deadline")
             continue
         t0 = time.monotonic()
-        (runs / preset / key).mkdir(parents=True, exist_ok=True)
-        with open(runs / preset / key / "stdout.txt", "w") as out:
-            code = subprocess.call(_fit_command(data, runs, key, preset, extra if i == 0 else ["--no-ply"]),
-                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        durations.setdefault(preset, []).append(time.monotonic() - t0)
-        print(f"[{time.monotonic() - start:6.1f}s] {preset}/{key} exit {code} ({time.monotonic() - t0:.1f}s, "
-              f"{len(background)} background)", file=log, flush=True)
-        if i == 0:
-            launch_background()
-    launch_background()
-    for proc, name in background:
-        remaining = deadline - time.monotonic()
         try:
-            proc.wait(timeout=max(remaining, 1))
-            print(f"[{time.monotonic() - start:6.1f}s] {name} exit {proc.returncode}", file=log, flush=True)
+            record = fit_sample(_source(data, key), runs / preset / key, key, make_preset(preset, **overrides),
+                                ply=(i == 0 and not args.no_ply), progress=False)
+            held = record["metrics"]["heldout"]
+            say(f"{preset}/{key}: fit {record['wall_seconds']['fit']:.1f} s, PSNR {held['psnr']:.2f}, "
+                f"SSIM {held['ssim']:.4f}, LPIPS {held['lpips']} ({time.monotonic() - t0:.1f} s with outputs, "
+                f"{len(background)} background)")
+        except Exception as exc:  # one failed fit must not lose the others; the log says why
+            say(f"{preset}/{key} failed: {type(exc).__name__}: {exc}")
+        durations[preset] = time.monotonic() - t0
+        if not launched:
+            launch_background()
+            launched = True
+    if not launched:
+        launch_background()
+    for proc, name in background:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
+            say(f"{name} exit {proc.returncode}")
         except subprocess.TimeoutExpired:
             proc.kill()
-            print(f"[{time.monotonic() - start:6.1f}s] {name} stopped at the deadline", file=log, flush=True)
+            say(f"{name} stopped at the deadline")
     log.close()
-    print((runs / "fit-log.txt").read_text())
     return 0
 
 
@@ -242,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit", help="fit the presets on every sample, within a deadline")
     p.add_argument("--data", required=True, help="folder of packs, or the ground truth itself")
     p.add_argument("--runs", required=True)
-    p.add_argument("--presets", default="default")
-    p.add_argument("--background", default="", help="presets run alongside, one process per sample")
+    p.add_argument("--jobs", default="default", help="foreground jobs in order: preset[:sample|all],...")
+    p.add_argument("--background", default="", help="jobs run alongside, one process each: preset[:sample|all],...")
     p.add_argument("--samples", default="all")
     p.add_argument("--first", default="ada__dance", help="sample fitted first, alone (clean timing)")
     p.add_argument("--deadline", type=float, default=1e9, help="seconds from now")
     p.add_argument("--estimate", type=float, default=60.0, help="expected seconds of a fit before one was timed")
     p.add_argument("--no-ply", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="config override for every fit")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("bundle", help="held-out renders and fit.json files -> one .npz per preset")
     p.add_argument("--runs", required=True)

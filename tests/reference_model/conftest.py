@@ -72,3 +72,9 @@ def make_scene_sample(size: int = 32, frames: int = 3, views: int = 21, key: str
 def gs4d_sample():
     """32 px, 21 views x 3 frames of the sphere scene."""
     return make_scene_sample(32, 3, 21)
+
+
+@pytest.fixture(scope="session")
+def gs4d_sample_128():
+    """128 px, 21 views x 5 frames of the sphere scene (GPU tests)."""
+    return make_scene_sample(128, 5, 21)
