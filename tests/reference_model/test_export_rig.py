@@ -272,6 +272,15 @@ def test_ground_truth_round_trip_through_export_rig_and_character4d_render(c4d_e
     report = json.loads((tmp_path / "rig" / "rig.json").read_text())
     assert report["glb_readback_max_mm"] < 0.1  # Blender's importer poses the GLB exactly as solved
 
+    # COCO-18 keypoints (what triangulated pose maps give) through the same command, BVH only
+    from reference_model.export.ik import coco18_of
+
+    np.save(tmp_path / "kp.npy", coco18_of(gt.joints))
+    assert charactershot(["export-rig", "--data", str(tmp_path / "gt"), "--keypoints", str(tmp_path / "kp.npy"),
+                          "--no-glb", "--out", str(tmp_path / "rig_kp")]) == 0
+    assert "COCO-18" in json.loads((tmp_path / "rig_kp" / "rig.json").read_text())["joints"]
+    assert (tmp_path / "rig_kp" / f"{gt.key}.bvh").is_file() and not (tmp_path / "rig_kp" / f"{gt.key}.glb").exists()
+
     glb = pygltflib.GLTF2().load(str(tmp_path / "rig" / f"{gt.key}.glb"))
     assert len(glb.skins) >= 1 and len(glb.animations) == 1
     node_names = {n.name for n in glb.nodes}

@@ -196,6 +196,19 @@ def test_without_webgl_the_orbit_video_is_shown(sequence, tmp_path):
     assert re.search(r'<div id="fallback" style="display: block;">.*<img src="data:image/gif;base64,', dom, re.S)
 
 
+def test_a_fit_directory_layout_is_found(tmp_path):
+    fit = tmp_path / "fit"
+    (fit / "ply").mkdir(parents=True)
+    for f in (10, 2, 1):  # natural order: frame1, frame2, frame10
+        write_ply(fit / "ply" / f"frame{f}.ply", np.zeros((2, 3)) + f, np.full((2, 3), 0.5), np.full(2, 0.5),
+                  np.ones((2, 3)))
+    (fit / "orbit.gif").write_bytes(_tiny_gif())
+    from reference_model.export.viewer import find_video
+
+    assert [p.name for p in find_sequence(fit)] == ["frame1.ply", "frame2.ply", "frame10.ply"]
+    assert find_video(fit).name == "orbit.gif"
+
+
 def test_cli_bad_input_exits_1(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert charactershot(["view", str(tmp_path / "empty"), "--out", str(tmp_path / "p")]) == 1
