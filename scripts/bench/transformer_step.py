@@ -163,6 +163,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-micro", action="store_true", help="skip the GEMM / SDPA micro-benchmarks")
     parser.add_argument("--out", help="folder for transformer_step.md / .json")
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark); cpu only to check the script")
+    parser.add_argument("--profile", action="store_true", help="after the last mode, GPU time per kernel class of one step")
     parser.add_argument("--size", type=int, nargs=2, default=(60, 90), metavar=("H", "W"), help="latent size")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -241,7 +242,44 @@ def main(argv=None) -> int:
         print(json.dumps(row))
         _report(args, device, flops, micro, rows, h, w, f, text)  # partial results survive a time-out
 
+    if args.profile:
+        breakdown = profile_step(lambda: model(**inputs), dev)
+        print("kernel time of one step by class (s):", json.dumps(breakdown))
+        if args.out:
+            (Path(args.out) / "transformer_step_profile.json").write_text(json.dumps(breakdown, indent=2))
     return 0
+
+
+def _kernel_class(name: str) -> str:
+    n = name.lower()
+    if any(k in n for k in ("fmha", "flash", "attention", "cudnn", "sdpa")):
+        return "attention"
+    if any(k in n for k in ("gemm", "cutlass", "xmma", "nvjet", "matmul", "scaled_mm", "cublas")):
+        return "gemm"
+    if "triton" in n:
+        return "triton (fused elementwise/norm)"
+    return "other"
+
+
+def profile_step(fn, device: str) -> dict[str, float]:
+    """Device time of one call of ``fn`` by kernel class (GEMM, attention, fused Triton, other)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CUDA] if device.startswith("cuda") else [ProfilerActivity.CPU]
+    with torch.no_grad():
+        fn()
+        _sync()
+        with profile(activities=activities) as prof:
+            fn()
+            _sync()
+    out: dict[str, float] = {}
+    for event in prof.key_averages():
+        t = (event.device_time_total if device.startswith("cuda") else event.self_cpu_time_total) / 1e6
+        if t > 0 and (not device.startswith("cuda") or str(event.device_type).upper().endswith("CUDA")):
+            key = _kernel_class(event.key)
+            out[key] = out.get(key, 0.0) + t
+    out["total"] = sum(out.values())
+    return out
 
 
 if __name__ == "__main__":
