@@ -16,8 +16,9 @@ head, so errors do not accumulate):
   an upper arm or leg then turns about its own axis so that the elbow or knee bends about its rest
   hinge axis (blended out as the limb straightens, where the bend plane is undefined);
 - legs are solved as two-bone chains that reach the ankle target exactly where reachable (the knee in
-  the input's bend plane), so feet keep their contacts even when the input's proportions differ; an
-  ankle in contact with the floor (low and slow) is held in place for the whole contact;
+  the input's bend plane), so feet keep their contacts even when the input's proportions differ; near
+  full extension, where that knee is ill-conditioned, the input knee's direction takes over; an ankle in
+  contact with the floor (low and slow) can be held in place for the whole contact;
 - bones without any attached point follow their parent.
 """
 
@@ -363,7 +364,14 @@ def solve_ik(joints: np.ndarray, skeleton: Skeleton, cfg: IKConfig = IKConfig())
             l1 = float(np.linalg.norm(sk.heads[lower] - sk.heads[i]))
             l2 = float(np.linalg.norm(sk.heads[foot] - sk.heads[lower]))
             bend = parent_rot @ np.array([0.0, -1.0, 0.0])  # knees point forwards (-Y) at rest
-            knee, _ = two_bone(heads[:, i], wanted[f"{side}Foot"], wanted[f"{side}LowerLeg"], l1, l2, bend)
+            hip, ankle, knee_in = heads[:, i], wanted[f"{side}Foot"], wanted[f"{side}LowerLeg"]
+            knee, _ = two_bone(hip, ankle, knee_in, l1, l2, bend)
+            # Near full extension the two-bone knee swings far for a millimetre of ankle noise; there the
+            # input knee's direction decides (blended in from 92 % to 99 % of the leg's reach).
+            ratio = np.linalg.norm(ankle - hip, axis=-1) / (l1 + l2)
+            w = np.clip((ratio - 0.92) / 0.07, 0.0, 1.0)[:, None]
+            direct = hip + l1 * normalize(knee_in - hip)
+            knee = hip + l1 * normalize((1 - w) * (knee - hip) + w * (direct - hip))
             wanted[f"{side}LowerLeg"] = knee
         names = attached[i]
         if not names:
