@@ -5,7 +5,7 @@ Re-encodes one rendered sample (a shard, a sample folder or a render output, any
 shard and prints a table: shard size per sample, ratio to the renderer's PNGs, encode seconds. Every
 re-encoded sample is decoded again and compared pixel by pixel (visible pixels) with the source.
 
-    python scripts/bench/codec_sizes.py out/c4d [--key ada__dance] [--views 21]
+    python scripts/bench/codec_sizes.py out/c4d [--key ada__dance] [--only webp png]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("--key", default=None)
+    parser.add_argument("--only", nargs="+", default=None, help="only the codecs whose label starts with these")
     args = parser.parse_args()
     sample = next(iter(open_samples(args.src, keys=[args.key] if args.key else None)))
     print(f"sample {sample.key}: {sample.num_views} views x {sample.num_frames} frames at {sample.resolution} px; "
@@ -47,6 +48,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = _shard_bytes(sample, Path(tmp), "base")
         for label, codec, level in CODECS:
+            if args.only and not any(label.startswith(o) for o in args.only):
+                continue
             start = time.perf_counter()
             coded = sample if codec is None else transcode(sample, codec, png_level=level)
             seconds = time.perf_counter() - start
