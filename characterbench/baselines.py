@@ -1,7 +1,9 @@
 """Reference baselines built from the ground truth itself, as prediction folders.
 
-- ``ground-truth``: the ground truth (the ceiling: SSIM 1, PSNR at the cap, LPIPS 0, FVD ~0);
-- ``static-apose``: each view's A-pose image repeated over time (no motion at all);
+- ``ground-truth``: the ground truth (the ceiling: SSIM 1, PSNR at the cap, LPIPS 0, FVD ~0; for the
+  pose task its own pose maps, the round trip of decoding and triangulation);
+- ``static-apose``: each view's A-pose image repeated over time (no motion at all); for the pose task
+  the A-pose joints held still, as OpenPose keypoints;
 - ``front-view``: view 0 shown for every view (no 3D consistency at all).
 
 They are scored by ``characterbench eval`` like any method, so the leaderboard gets reproduced rows
@@ -16,37 +18,60 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from characterbench.predictions import cell_path
 from characterbench.protocol import PROTOCOL_V1, Protocol
+
+
+Source = Callable[[Any, tuple[int, ...]], tuple[bytes, str]]  # (ground-truth sample, cell) -> (file bytes, suffix)
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A baseline: which ground-truth image stands in for each predicted cell.
+    """A baseline: for each task it applies to, what stands in for each predicted cell.
 
     Attributes:
         name: Registry name.
         description: One line.
-        multiview: ``(view, frame) -> ground-truth field name`` for the multiview task.
-        apose: ``view -> ground-truth field name`` for the A-pose task, or None when the baseline
-            does not apply to it (for ``static-apose`` it would be the ground truth).
+        sources: ``{task name: (sample, cell) -> (file bytes, suffix)}``; tasks absent here are not
+            covered (for ``static-apose`` the A-pose task would be the ground truth itself).
     """
 
     name: str
     description: str
-    multiview: Callable[[int, int], str]
-    apose: Callable[[int], str] | None
+    sources: dict[str, Source]
+
+
+def _copy(field: Callable[..., str]) -> Source:
+    """A source that copies a ground-truth file byte for byte."""
+    return lambda sample, cell: (sample.files[field(*cell)], ".png")
+
+
+def _apose_keypoints_json(sample: Any, cell: tuple[int, ...]) -> tuple[bytes, str]:
+    """OpenPose keypoints of the A-pose joints seen by the cell's camera (the A-pose held still)."""
+    import numpy as np
+
+    from characterbench.pose import coco18_from_joints, keypoints_to_openpose_json, project_points
+
+    v = cell[0]
+    cams = sample.cameras
+    kp3d = coco18_from_joints(np.asarray(sample.apose_joints, np.float64), sample.meta["joint_names"])
+    uv = project_points(kp3d, np.asarray(cams.viewmats[v], np.float64), np.asarray(cams.Ks[v], np.float64))
+    inside = (uv >= 0).all(-1) & (uv[:, 0] < cams.width) & (uv[:, 1] < cams.height)
+    uv[~inside] = np.nan
+    return keypoints_to_openpose_json(uv).encode(), ".json"
 
 
 def _registry() -> dict[str, Baseline]:
-    from character4d.format import apose_name, frame_name
+    from character4d.format import apose_name, frame_name, pose_name
 
     return {
         b.name: b
         for b in (
-            Baseline("ground-truth", "the ground truth itself (the ceiling)", frame_name, apose_name),
-            Baseline("static-apose", "each view's A-pose image repeated over time", lambda v, f: apose_name(v), None),
-            Baseline("front-view", "view 0 shown for every view", lambda v, f: frame_name(0, f), lambda v: apose_name(0)),
+            Baseline("ground-truth", "the ground truth itself (the ceiling)",
+                     {"multiview": _copy(frame_name), "apose": _copy(apose_name), "pose": _copy(pose_name)}),
+            Baseline("static-apose", "each view's A-pose image repeated over time (pose: the A-pose joints held still)",
+                     {"multiview": _copy(lambda v, f: apose_name(v)), "pose": _apose_keypoints_json}),
+            Baseline("front-view", "view 0 shown for every view",
+                     {"multiview": _copy(lambda v, f: frame_name(0, f)), "apose": _copy(lambda v: apose_name(0))}),
         )
     }
 
@@ -60,31 +85,32 @@ def get_baseline(name: str) -> Baseline:
     Raises:
         KeyError: Unknown name (with the known names and the closest match).
     """
-    import difflib
+    from characterbench.registry import closest
 
     registry = _registry()
     if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"unknown baseline {name!r}{hint}; known baselines: {list(registry)}")
+        raise KeyError(f"unknown baseline {name!r}{closest(name, list(registry))}; known baselines: {list(registry)}")
     return registry[name]
 
 
 def write_baseline_sample(sample: Any, baseline: Baseline, root: Path, protocol: Protocol) -> None:
-    """Write one sample's prediction images of a baseline under ``root``.
+    """Write one sample's prediction files of a baseline under ``root``, for every task it covers.
 
     Args:
         sample: Ground-truth ``character4d.format.Sample``.
         baseline: The baseline.
         root: Prediction folder being built.
-        protocol: Gives the matrix cells and the A-pose views.
+        protocol: Gives each task's cells.
     """
-    targets = [(cell_path(root, sample.key, (v, f)), baseline.multiview(v, f)) for v, f in protocol.cells()]
-    if baseline.apose is not None:
-        targets += [(cell_path(root, sample.key, (v,)), baseline.apose(v)) for v in protocol.apose_views]
-    for path, source in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(sample.files[source])
+    from characterbench.tasks import get_task
+
+    for task_name, source in baseline.sources.items():
+        task = get_task(task_name)
+        for cell in task.cells(protocol):
+            data, suffix = source(sample, cell)
+            path = task.pred_path(root, sample.key, cell, suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
 
 def make_baseline(

@@ -1,7 +1,7 @@
 """``characterbench``: thin command line over the library (each subcommand calls one function).
 
 Subcommands: ``eval``, ``validate``, ``ls``, ``report``, ``leaderboard build``, ``leaderboard
-register-gt``, ``submit``, ``baseline``, ``weights fetch``, ``weights status``. Exit status 0 on
+register-gt``, ``leaderboard verify``, ``submit``, ``baseline``, ``weights fetch``, ``weights status``. Exit status 0 on
 success, 1 when the input is wrong (invalid predictions, rejected submission, missing weights...),
 2 for command-line usage errors.
 """
@@ -84,7 +84,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.metrics:
             raise
         # The default selection includes CLIP-S / FID, whose weights ship in no package registry.
-        fetchable = [m for m in get_task(args.task).metrics if m not in ("clip_s", "fid")]
+        from characterbench.metric_specs import METRICS
+
+        fetchable = [m for m in get_task(args.task).metrics if METRICS.get(m).fetchable]
         raise WeightsNotFoundError(
             f"{exc}\nTo score only the metrics whose weights `characterbench weights fetch` provides: "
             f"--metrics {','.join(fetchable)}"
@@ -120,13 +122,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     print("Tasks:")
     for t in TASKS.values():
-        print(f"  {t.name:10s} {t.description}\n  {'':10s} metrics: {', '.join(t.metrics)}\n  {'':10s} layout: {t.layout}")
+        print(f"  {t.name:10s} {t.description} (version {t.version}, sorted by {t.main_metric})\n"
+              f"  {'':10s} metrics: {', '.join(t.metrics)}\n  {'':10s} layout: {t.layout}")
     print("Metrics:")
+    p = _protocol(args.override)
     for m in METRICS.values():
         direction = "higher" if m.higher_is_better else "lower"
-        weights = ", needs weights" if m.needs_weights else ""
-        print(f"  {m.name:7s} {m.label:7s} ({direction} is better{weights}) {m.description}")
-    p = _protocol(args.override)
+        names = m.weights(p)
+        weights = f", weights {'/'.join(names)}{'' if m.fetchable else ' (not in any registry)'}" if names else ""
+        print(f"  {m.name:9s} {m.label:9s} ({m.level}, {direction} is better{weights}) {m.description}")
     print(f"Protocol {p.version} (fingerprint {p.fingerprint()}{'' if REGISTERED_FINGERPRINTS.get(p.version) == p.fingerprint() else ', not registered'}):")
     docs = _field_docs(type(PROTOCOL_V1))
     for name, value in p.to_dict().items():
@@ -149,24 +153,50 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from characterbench.leaderboard import build
 
-    for path in build(args.board):
+    for path in build(_board(args)):
         print(f"wrote {path}")
     return 0
+
+
+def cmd_leaderboard_verify(args: argparse.Namespace) -> int:
+    from characterbench.submission import verify_board
+
+    predictions = {}
+    for item in args.pred or []:
+        if "=" not in item:
+            raise ValueError(f"--pred: expected ENTRY=DIR (entry file stem or name), got {item!r}")
+        key, folder = item.split("=", 1)
+        predictions[key] = Path(folder)
+    outcomes = verify_board(_board(args), args.gt, predictions, device=args.device, progress=not args.quiet)
+    for o in outcomes:
+        print(f"{o.status:10s} {o.entry}" + "".join(f"\n           {p}" for p in o.problems))
+    differs = [o for o in outcomes if o.status == "differs"]
+    done = sum(o.status == "reproduced" for o in outcomes)
+    print(f"{done} reproduced, {len(differs)} differ, {len(outcomes) - done - len(differs)} skipped")
+    return 1 if differs else 0
 
 
 def cmd_leaderboard_register(args: argparse.Namespace) -> int:
     from characterbench.leaderboard import register_gt
 
-    board = register_gt(args.board, args.gt, args.description, progress=not args.quiet)
+    board = register_gt(_board(args), args.gt, args.description, progress=not args.quiet)
     print(f"{board.name}: ground truth {board.gt_manifest_hash} ({board.gt_description})")
     return 0
+
+
+def _board(args: argparse.Namespace):
+    from characterbench.leaderboard import default_board
+
+    return args.board if args.board else default_board()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from characterbench.leaderboard import build, submit
 
-    path = submit(args.results, args.board, name=args.name, url=args.url, notes=args.notes, replace=args.replace)
-    print(f"added {path}")
+    args.board = _board(args)
+    path = submit(args.results, args.board, name=args.name, url=args.url, notes=args.notes, replace=args.replace,
+                  pred=args.pred, gt=args.gt, unverified=args.unverified, device=args.device, progress=not args.quiet)
+    print(f"added {path}" + (" (unverified)" if args.unverified and not args.pred else " (re-scored from its predictions)"))
     if not args.no_build:
         for p in build(args.board):
             print(f"wrote {p}")
@@ -212,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``characterbench``."""
     from characterbench.baselines import BASELINE_NAMES
     from characterbench.config import EvalConfig
-    from characterbench.leaderboard import DEFAULT_BOARD
     from characterbench.tasks import TASKS
 
     docs = _field_docs(EvalConfig)
@@ -227,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="change a protocol field (experiments only: the version becomes '+custom' and cannot be submitted)",
             )
 
+    board_help = "board folder (default: leaderboards/characterbench-v1 of the repository around the current directory)"
     p = sub.add_parser("eval", help="score a prediction folder against the ground truth")
     p.add_argument("--pred", required=True, help=docs["pred"])
     p.add_argument("--gt", required=True, help=docs["gt"])
@@ -266,18 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="leaderboard maintenance")
     lsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = lsub.add_parser("build", help="regenerate README.md and index.html from entries/ and paper/")
-    q.add_argument("--board", default=str(DEFAULT_BOARD), help="board folder (default: %(default)s)")
+    q.add_argument("--board", help=board_help)
     q.set_defaults(func=cmd_leaderboard_build)
     q = lsub.add_parser("register-gt", help="register the board's ground truth (its manifest hash)")
     q.add_argument("--gt", required=True, help="the test set")
     q.add_argument("--description", required=True, help="where the test set comes from, in words")
-    q.add_argument("--board", default=str(DEFAULT_BOARD), help="board folder (default: %(default)s)")
+    q.add_argument("--board", help=board_help)
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_leaderboard_register)
+    q = lsub.add_parser("verify", help="re-compute every baseline entry (from --gt) and every entry whose predictions are given; exit 1 on any difference")
+    q.add_argument("--gt", help="the board's registered ground truth (rebuilds and re-scores the baselines)")
+    q.add_argument("--pred", action="append", metavar="ENTRY=DIR", help="predictions of an entry (file stem or name); repeatable")
+    q.add_argument("--board", help=board_help)
+    q.add_argument("--device", default="auto", help="where to evaluate")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_leaderboard_verify)
 
-    p = sub.add_parser("submit", help="check a result record and add it to a leaderboard")
+    p = sub.add_parser("submit", help="re-score a result record from its predictions and add it to a leaderboard")
     p.add_argument("results", help="result record (characterbench eval --out)")
-    p.add_argument("--board", default=str(DEFAULT_BOARD), help="board folder (default: %(default)s)")
+    p.add_argument("--pred", help="the prediction folder the record was computed from (re-scored; its SHA-256 manifest is stored)")
+    p.add_argument("--gt", help="the board's ground truth (needed with --pred)")
+    p.add_argument("--unverified", action="store_true", help="accept a record without predictions (shown apart, marked unverified)")
+    p.add_argument("--device", default="auto", help="where the re-scoring runs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--board", help=board_help)
     p.add_argument("--name", help="entry name (default: the record's label)")
     p.add_argument("--url", help="link to the method")
     p.add_argument("--notes", help="free text shown on the board")

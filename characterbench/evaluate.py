@@ -32,7 +32,8 @@ from characterbench.predictions import PredictionIndex, read_prediction, validat
 from characterbench.protocol import Protocol
 from characterbench.results import Grid, Interval, Results, SampleScores
 from characterbench.scorers import MetricSuite, build_suite, describe_device, resolve_device
-from characterbench.tasks import METRICS, resolve_metrics
+from characterbench.metric_specs import METRICS
+from characterbench.tasks import get_task, resolve_metrics
 
 
 # --------------------------------------------------------------------------- set-level metrics
@@ -139,14 +140,17 @@ class PendingSample:
     Attributes:
         key: Sample key.
         cells: Scored cells, in protocol order (``(view, frame)`` or ``(view,)``).
-        gt: One future per cell resolving to the ground-truth RGBA ``[H, W, 4]`` uint8.
-        pred: One future per cell resolving to the prediction ``[H, W, 3|4]``.
+        gt: One future per cell resolving to the task's ground truth of the cell (the RGBA
+            ``[H, W, 4]`` uint8 image for the image tasks).
+        pred: One future per cell resolving to the decoded prediction (``[H, W, 3|4]`` images).
+        sample: The ground-truth ``character4d.format.Sample`` (cameras, joints; decoded lazily).
     """
 
     key: str
     cells: list[tuple[int, ...]]
     gt: list[Future]
     pred: list[Future]
+    sample: Any = None
 
     def batch(self, start: int, stop: int, protocol: Protocol, device: torch.device | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,22 +179,28 @@ class _Inline:
         return future
 
 
-def submit_sample(sample: Any, paths: Mapping, cells: list[tuple[int, ...]], pool: Any) -> PendingSample:
-    """Start decoding one sample's ground truth and prediction images on ``pool``."""
-    read_gt = sample.apose if len(cells[0]) == 1 else sample.frame
+def submit_sample(sample: Any, paths: Mapping, cells: list[tuple[int, ...]], pool: Any, task: Any = None) -> PendingSample:
+    """Start decoding one sample's ground truth and predictions on ``pool`` (each file once: the
+    decoded arrays serve every metric)."""
+    if task is None:
+        from characterbench.tasks import get_task
+
+        task = get_task("multiview" if len(cells[0]) == 2 else "apose")
     return PendingSample(
         key=sample.key,
         cells=cells,
-        gt=[pool.submit(read_gt, *c) for c in cells],
-        pred=[pool.submit(read_prediction, paths[c]) for c in cells],
+        gt=[pool.submit(task.read_gt, sample, c) for c in cells],
+        pred=[pool.submit(task.read_prediction, paths[c]) for c in cells],
+        sample=sample,
     )
 
 
-def prefetch(samples: Iterator[Any], paths: Mapping[str, Mapping], cells: list[tuple[int, ...]], pool: Any) -> Iterator[PendingSample]:
+def prefetch(samples: Iterator[Any], paths: Mapping[str, Mapping], cells: list[tuple[int, ...]], pool: Any,
+             task: Any = None) -> Iterator[PendingSample]:
     """Yield each sample while the next one is already decoding (PNG decoding releases the GIL)."""
     pending = None
     for sample in samples:
-        upcoming = submit_sample(sample, paths[sample.key], cells, pool)
+        upcoming = submit_sample(sample, paths[sample.key], cells, pool, task)
         if pending is not None:
             yield pending
         pending = upcoming
@@ -198,135 +208,29 @@ def prefetch(samples: Iterator[Any], paths: Mapping[str, Mapping], cells: list[t
         yield pending
 
 
-def _image_scores(fns: Mapping[str, Callable], gt: torch.Tensor, pr: torch.Tensor, protocol: Protocol, device) -> dict:
-    if not fns:
-        return {}
-    g = P.resize(gt, protocol.image_resolution, protocol.resize_filter).to(device)
-    p = P.resize(pr, protocol.image_resolution, protocol.resize_filter).to(device)
-    return {m: fn(p, g).cpu().numpy() for m, fn in fns.items()}
-
-
-def _timed_features(fn: Callable, x: torch.Tensor, batch: int, timer: FeatureTimer) -> torch.Tensor:
-    t0 = time.perf_counter()
-    out = fn(x, batch)
-    timer.feature_s += time.perf_counter() - t0
-    timer.clips += x.shape[0]
-    return out
-
-
-def score_multiview_sample(
-    sample: PendingSample,
-    protocol: Protocol,
-    image_fns: Mapping[str, Callable],
-    video_variants: tuple[str, ...],
-    features: Callable | None,
-    batch_size: int,
-    device: torch.device,
-    timer: FeatureTimer | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """Score one sample of the multiview task.
-
-    Args:
-        sample: The sample's images (:func:`submit_sample` with ``protocol.cells()``).
-        protocol: The protocol.
-        image_fns: Per-image metric functions by name.
-        video_variants: FVD variants to extract features for.
-        features: I3D feature function (needed when ``video_variants`` is not empty).
-        batch_size: Cells per image batch; 9-frame clips per I3D batch.
-        device: Where the metrics run.
-        timer: Accumulates I3D time and clip count.
-
-    Returns:
-        ``(grids, feats)``: ``grids[metric]`` ``[V, F]`` per-cell values; ``feats[variant]`` the
-        ``(real, fake)`` I3D features ``[clips, 400]`` float64.
-    """
-    timer = timer or FeatureTimer()
-    cells = protocol.cells()
-    v, f = protocol.matrix_shape
-    r = protocol.fvd_resolution
-    grids = {m: np.empty(len(cells)) for m in image_fns}
-    if video_variants:
-        real_m = torch.empty(len(cells), 3, r, r, device=device)
-        fake_m = torch.empty(len(cells), 3, r, r, device=device)
-    for start in range(0, len(cells), batch_size):
-        chunk = cells[start : start + batch_size]
-        gt, pr = sample.batch(start, start + len(chunk), protocol, device)
-        for m, values in _image_scores(image_fns, gt, pr, protocol, device).items():
-            grids[m][start : start + len(chunk)] = values
-        if video_variants:
-            real_m[start : start + len(chunk)] = P.resize(gt, r, protocol.resize_filter)
-            fake_m[start : start + len(chunk)] = P.resize(pr, r, protocol.resize_filter)
-    feats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    if video_variants:
-        real_m, fake_m = real_m.view(v, f, 3, r, r), fake_m.view(v, f, 3, r, r)
-        for variant in video_variants:
-            real_c, fake_c = P.fvd_clips(real_m, variant), P.fvd_clips(fake_m, variant)
-            n = real_c.shape[0]
-            # Long clips (FV4D: V*F frames) get proportionally smaller batches.
-            per_batch = max(1, batch_size * 9 // real_c.shape[1])
-            both = _timed_features(features, torch.cat([real_c, fake_c]), per_batch, timer)
-            feats[variant] = (both[:n], both[n:])
-    return {m: g.reshape(v, f) for m, g in grids.items()}, feats
-
-
-def score_apose_sample(
-    sample: PendingSample,
-    protocol: Protocol,
-    image_fns: Mapping[str, Callable],
-    features: Callable | None,
-    batch_size: int,
-    device: torch.device,
-    timer: FeatureTimer | None = None,
-) -> tuple[dict[str, np.ndarray], tuple[torch.Tensor, torch.Tensor] | None]:
-    """Score one sample of the A-pose task.
-
-    Args:
-        sample: The sample's images (:func:`submit_sample` with the cells ``(view,)`` of
-            ``protocol.apose_views``).
-        protocol: The protocol.
-        image_fns: Per-image metric functions by name.
-        features: FID feature function, or None.
-        batch_size: Images per batch.
-        device: Where the metrics run.
-        timer: Accumulates feature time and image count.
-
-    Returns:
-        ``(grids, feats)``: ``grids[metric]`` ``[num_apose_views, 1]``; ``feats`` the ``(real, fake)``
-        FID features ``[views, D]`` or None.
-    """
-    timer = timer or FeatureTimer()
-    cells = sample.cells
-    grids = {m: np.empty(len(cells)) for m in image_fns}
-    real, fake = [], []
-    for start in range(0, len(cells), batch_size):
-        chunk = cells[start : start + batch_size]
-        gt, pr = sample.batch(start, start + len(chunk), protocol, device)
-        for m, values in _image_scores(image_fns, gt, pr, protocol, device).items():
-            grids[m][start : start + len(chunk)] = values
-        if features is not None:
-            size, flt = protocol.image_resolution, protocol.resize_filter
-            real.append(_timed_features(features, P.resize(gt, size, flt), batch_size, timer))
-            fake.append(_timed_features(features, P.resize(pr, size, flt), batch_size, timer))
-    feats = (torch.cat(real), torch.cat(fake)) if features is not None else None
-    return {m: g.reshape(-1, 1) for m, g in grids.items()}, feats
-
-
 # --------------------------------------------------------------------------- provenance
 
 
+# The code a score depends on: a change here (uncommitted) makes a record's commit "+dirty".
+SCORING_PATHS = ("characterbench", "metrics", "character4d/format")
+
+
 def git_commit(path: str | Path | None = None) -> str | None:
-    """Commit of the checkout holding ``path`` (default: this package), ``+dirty`` if modified.
+    """Commit of the checkout holding ``path`` (default: this package), ``+dirty`` when the scoring code
+    (:data:`SCORING_PATHS`) differs from it; changes elsewhere in the tree do not move a score.
 
     Returns:
         The commit hash, or None outside a git checkout (e.g. an installed wheel).
     """
     where = str(path or Path(characterbench.__file__).resolve().parent)
     try:
+        top = subprocess.run(["git", "-C", where, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
         head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
+        if head.returncode != 0 or top.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=30
+            ["git", "-C", top.stdout.strip(), "status", "--porcelain", "--untracked-files=normal", "--", *SCORING_PATHS],
+            capture_output=True, text=True, timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -360,9 +264,9 @@ def score_samples(
     from tqdm import tqdm
 
     protocol = config.protocol
-    kinds = {m: METRICS[m].kind for m in stats}
-    video_variants = tuple(m for m, k in kinds.items() if k == "video")
-    cells = protocol.cells() if config.task == "multiview" else [(v,) for v in protocol.apose_views]
+    task = get_task(config.task)
+    metric_names = resolve_metrics(config.task, config.metrics)
+    cells = task.cells(protocol)
     expected = list(gt_index.keys)
 
     def checked(samples: Iterator[Any]) -> Iterator[Any]:
@@ -374,23 +278,17 @@ def score_samples(
     per_sample: list[SampleScores] = []
     pool = ThreadPoolExecutor(config.workers, thread_name_prefix="characterbench-decode") if config.workers else _Inline()
     try:
-        stream = prefetch(checked(iter_ground_truth(config.gt, validate=False)), pred_index.files, cells, pool)
+        stream = prefetch(checked(iter_ground_truth(config.gt, validate=False)), pred_index.files, cells, pool, task)
         for pending in tqdm(stream, total=len(expected), desc=f"eval {config.task}", unit="sample", disable=not progress):
-            if config.task == "multiview":
-                grids, feats = score_multiview_sample(
-                    pending, protocol, suite.image, video_variants, suite.features, config.batch_size, device, timer
-                )
-            else:
-                features = suite.features if "fid" in stats else None
-                grids, fid_feats = score_apose_sample(pending, protocol, suite.image, features, config.batch_size, device, timer)
-                feats = {"fid": fid_feats} if fid_feats is not None else {}
-            for m, (real, fake) in feats.items():
+            scored = task.score_sample(pending, protocol, suite, metric_names, config.batch_size, device, timer)
+            for m, (real, fake) in scored.features.items():
                 stats[m].update(pending.key, real, fake)
             per_sample.append(
                 SampleScores(
                     key=pending.key,
-                    metrics={m: float(g.mean()) for m, g in grids.items()},
-                    grid={m: g.tolist() for m, g in grids.items()},
+                    metrics={**{m: float(g.mean()) for m, g in scored.grids.items()}, **scored.values},
+                    grid={m: g.tolist() for m, g in scored.grids.items()},
+                    breakdown=scored.breakdown or None,
                 )
             )
     finally:
@@ -433,14 +331,15 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         metrics.weights.WeightsNotFoundError: Weights not fetched.
     """
     protocol = config.protocol
+    task = get_task(config.task)
     metric_names = resolve_metrics(config.task, config.metrics)
     device = resolve_device(config.device)
     t_start = time.perf_counter()
 
     gt_index = index_ground_truth(config.gt, protocol, progress=progress)
     pred_index = validate_predictions(config.pred, gt_index, protocol, config.task, workers=max(config.workers, 1))
-    kinds = {m: METRICS[m].kind for m in metric_names}
-    set_metrics = tuple(m for m in metric_names if kinds[m] in ("video", "set"))
+    levels = {m: METRICS.get(m).level for m in metric_names}
+    set_metrics = tuple(m for m in metric_names if levels[m] == "set")
     if set_metrics and len(gt_index.samples) < 2:
         raise ValueError(
             f"{', '.join(set_metrics)} pool statistics over samples and need at least 2, got {len(gt_index.samples)}; "
@@ -458,10 +357,10 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
 
     values: dict[str, float] = {}
     for m in metric_names:
-        if kinds[m] == "image":
-            values[m] = float(np.mean([s.metrics[m] for s in per_sample]))
-        else:
+        if levels[m] == "set":
             values[m] = stats[m].compute()
+        else:  # cell metrics: every sample has all cells, so the mean of sample means is the cell mean
+            values[m] = float(np.mean([s.metrics[m] for s in per_sample]))
     intervals = {}
     t_bootstrap = time.perf_counter()
     if config.bootstrap > 0:
@@ -475,22 +374,28 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         sample_count=len(per_sample),
         clip_counts={m: stats[m].count for m in set_metrics},
         intervals=intervals,
-        grid=_mean_grid(per_sample, [m for m in metric_names if kinds[m] == "image"], config.task, protocol),
+        grid=_mean_grid(per_sample, [m for m in metric_names if levels[m] == "cell"], task, protocol),
+        breakdown=_mean_breakdown(per_sample),
         per_sample=per_sample,
         protocol_version=protocol.version,
         protocol_fingerprint=protocol.fingerprint(),
         protocol=protocol.to_dict(),
         gt_manifest_hash=gt_index.manifest_hash,
         weights=suite.weights,
+        official=suite.official,
         package_version=characterbench.__version__,
         git_commit=git_commit(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         device=describe_device(device),
         config={
             **{k: v for k, v in dataclasses.asdict(config).items() if k != "protocol"},
-            "pred": str(Path(config.pred).resolve()),
-            "gt": str(Path(config.gt).resolve()),
+            # Folder names only: a record must not carry the absolute paths of the machine it ran on.
+            "pred": Path(config.pred).resolve().name,
+            "gt": Path(config.gt).resolve().name,
             "metrics": list(metric_names),
+            "weights_home": "custom" if config.weights_home else None,
+            "task_version": task.version,
+            **({"task_config": dataclasses.asdict(task.config)} if dataclasses.is_dataclass(getattr(task, "config", None)) else {}),
         },
         timing={
             "total_s": t_done - t_start,
@@ -504,8 +409,17 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     )
 
 
-def _mean_grid(per_sample: list[SampleScores], image_metrics: list[str], task: str, protocol: Protocol) -> Grid:
-    values = {m: np.mean([np.asarray(s.grid[m]) for s in per_sample], axis=0).tolist() for m in image_metrics}
-    if task == "multiview":
-        return Grid("view", list(protocol.views), "frame", list(protocol.frames), values)
-    return Grid("view", list(protocol.apose_views), "apose", [0], values)
+def _mean_grid(per_sample: list[SampleScores], cell_metrics: list[str], task: Any, protocol: Protocol) -> Grid:
+    values = {m: np.mean([np.asarray(s.grid[m]) for s in per_sample], axis=0).tolist() for m in cell_metrics}
+    row_axis, rows, col_axis, cols = task.grid_axes(protocol)
+    return Grid(row_axis, rows, col_axis, cols, values)
+
+
+def _mean_breakdown(per_sample: list[SampleScores]) -> dict[str, dict[str, float]] | None:
+    """Per-label means over the samples that have the label (e.g. a joint a character lacks)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for s in per_sample:
+        for name, table in (s.breakdown or {}).items():
+            for label, value in table.items():
+                out.setdefault(name, {}).setdefault(label, []).append(value)
+    return {n: {k: float(np.mean(v)) for k, v in t.items()} for n, t in out.items()} or None

@@ -21,13 +21,35 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from characterbench.protocol import REGISTERED_FINGERPRINTS, clips_per_sample, get_protocol
+from characterbench.metric_specs import CONVERTED_SHA256, METRICS
+from characterbench.protocol import REGISTERED_FINGERPRINTS, get_protocol
 from characterbench.results import Results, load_results, schema_errors
-from characterbench.tasks import METRICS, TASKS
+from characterbench.tasks import TASKS
 
 BOARD_FILE = "board.json"
 NOT_REPRODUCED = "reported in the paper, not reproduced"
-DEFAULT_BOARD = Path(__file__).resolve().parent.parent / "leaderboards" / "characterbench-v1"
+BOARD_SUBDIR = Path("leaderboards") / "characterbench-v1"
+
+
+def default_board(start: str | Path | None = None) -> Path:
+    """The board of the repository holding ``start`` (default: the current directory): the first
+    ``leaderboards/characterbench-v1`` found walking up from it.
+
+    Raises:
+        FileNotFoundError: No such folder above ``start`` (pass ``--board``).
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / BOARD_SUBDIR / BOARD_FILE).is_file():
+            return folder / BOARD_SUBDIR
+    raise FileNotFoundError(f"no {BOARD_SUBDIR} with a {BOARD_FILE} in {here} or above it; pass --board")
+
+
+def __getattr__(name: str):
+    # DEFAULT_BOARD: the board of the current repository, looked up when asked for (not from __file__).
+    if name == "DEFAULT_BOARD":
+        return default_board()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 PAPER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -37,7 +59,7 @@ PAPER_SCHEMA: dict[str, Any] = {
         "paper": {"type": "string"},
         "source": {"type": "string"},
         "status": {"const": NOT_REPRODUCED},
-        "task": {"enum": sorted(TASKS)},
+        "task": {"type": "string"},
         "caption": {"type": "string"},
         "notes": {"type": "string"},
         "rows": {
@@ -174,11 +196,6 @@ def check_submission(results: Results, board: Board) -> list[str]:
     return problems + _consistency_problems(results, board, required or [])
 
 
-# Weight files (as the result record names them) behind each metric; lpips by the protocol's net.
-_METRIC_WEIGHTS = {"fvd_f": "i3d_kinetics400", "fvd_v": "i3d_kinetics400", "fvd_d": "i3d_kinetics400",
-                   "fv4d": "i3d_kinetics400", "fid": "fid_inception", "clip_s": "clip"}
-
-
 def _consistency_problems(results: Results, board: Board, required: list[str]) -> list[str]:
     """Every internal inconsistency of a record (see :func:`check_submission`)."""
     problems = []
@@ -186,6 +203,9 @@ def _consistency_problems(results: Results, board: Board, required: list[str]) -
         protocol = get_protocol(board.protocol_version)
     except (KeyError, ValueError) as exc:
         return [f"board {board.name}: unknown protocol version {board.protocol_version!r} ({exc})"]
+    if results.task not in TASKS:
+        return [f"task: expected one of {TASKS.names()}, got {results.task!r}"]
+    task = TASKS.get(results.task)
     if results.protocol != protocol.to_dict():
         changed = sorted(k for k in set(results.protocol) | set(protocol.to_dict())
                          if results.protocol.get(k) != protocol.to_dict().get(k))
@@ -196,35 +216,55 @@ def _consistency_problems(results: Results, board: Board, required: list[str]) -
     keys = [s.key for s in results.per_sample]
     if duplicated := sorted({k for k in keys if keys.count(k) > 1}):
         problems.append(f"per_sample: duplicated keys {duplicated}")
+    if unknown := sorted(m for m in results.metrics if m not in task.metrics):
+        problems.append(f"metrics: {unknown} are not metrics of task {task.name!r} ({list(task.metrics)})")
     for m, value in results.metrics.items():
-        kind = METRICS[m].kind if m in METRICS else None
-        if kind == "image" and n:
+        spec = METRICS.get(m) if m in METRICS else None
+        if spec is not None and spec.level != "set" and n:
             values = [s.metrics.get(m) for s in results.per_sample]
             if any(v is None for v in values):
                 problems.append(f"per_sample: metric {m!r} missing for some samples")
             elif not math.isclose(value, math.fsum(values) / n, rel_tol=1e-9, abs_tol=1e-12):
                 problems.append(f"metrics.{m}: {value} is not the mean of its per-sample values ({math.fsum(values) / n})")
-        in_range = {
-            "ssim": 0.0 <= value <= 1.0, "lpips": value >= 0.0, "psnr": value > 0.0,
-        }.get(m, value >= -1e-6 if kind in ("video", "set") else True)
-        if not in_range:
+        if spec is not None and not spec.in_range(value):
             problems.append(f"metrics.{m}: {value} is out of range")
-    views = len(protocol.apose_views)
     for m in results.metrics:
-        if m in protocol.fvd_variants or m == "fid":
-            per = clips_per_sample(protocol, m) if m != "fid" else views
+        if m in METRICS and METRICS.get(m).level == "set" and m in task.metrics:
+            per = task.items_per_sample(protocol, m)
             if results.clip_counts.get(m) != results.sample_count * per:
                 problems.append(
                     f"clip_counts.{m}: expected {results.sample_count} samples x {per} = {results.sample_count * per}, "
                     f"got {results.clip_counts.get(m)}"
                 )
     for m in required:
-        if METRICS[m].kind in ("video", "set") and m not in results.intervals:
+        if m in METRICS and METRICS.get(m).level == "set" and m not in results.intervals:
             problems.append(f"intervals: required metric {m!r} has no bootstrap interval")
-    needed = {_METRIC_WEIGHTS.get(m) or (f"lpips_{protocol.lpips_net}" if m == "lpips" else None) for m in required}
-    if missing := sorted(w for w in needed - {None} if not results.weights.get(w)):
+    needed = sorted({w for m in required if m in METRICS for w in METRICS.get(m).weights(protocol)})
+    if missing := [w for w in needed if not results.weights.get(w)]:
         problems.append(f"weights: no SHA-256 recorded for {missing}")
+    # Weights that `characterbench weights fetch` converts are pinned: any other hash (a stand-in
+    # network, another checkpoint) means the numbers are not the protocol's.
+    for w, digest in sorted(results.weights.items()):
+        if w in CONVERTED_SHA256 and digest != CONVERTED_SHA256[w]:
+            problems.append(f"weights.{w}: SHA-256 {digest!r} is not the protocol's {CONVERTED_SHA256[w]}")
     return problems
+
+
+def protocol_values(results: Results) -> tuple[dict[str, float], dict[str, float]]:
+    """The record's metric values split into ``(protocol, other)``: a metric counts for the protocol only
+    when every weight it used is the pinned official one (CLIP-S and FID until their official hashes
+    are pinned, or any value computed with other weights, land in ``other``)."""
+    from characterbench.metric_specs import OFFICIAL_SHA256
+
+    protocol = get_protocol(results.protocol_version) if results.protocol_version in REGISTERED_FINGERPRINTS else None
+    ours, other = {}, {}
+    for m, value in results.metrics.items():
+        spec = METRICS.get(m) if m in METRICS else None
+        names = spec.weights(protocol) if (spec is not None and protocol is not None) else ()
+        pins = {**CONVERTED_SHA256, **OFFICIAL_SHA256}
+        official = all(pins.get(w) is not None and results.weights.get(w) == pins.get(w) for w in names)
+        (ours if official else other)[m] = value
+    return ours, other
 
 
 def slugify(name: str) -> str:
@@ -240,8 +280,19 @@ def submit(
     url: str | None = None,
     notes: str | None = None,
     replace: bool = False,
+    pred: str | Path | None = None,
+    gt: str | Path | None = None,
+    unverified: bool = False,
+    device: str = "auto",
+    progress: bool = False,
 ) -> Path:
-    """Check a result record against a board and copy it into ``entries/``.
+    """Check a result record against a board, re-score it from its predictions, and add it to ``entries/``.
+
+    A record is accepted only when ``pred`` re-scored against ``gt`` reproduces every number of it
+    (``characterbench.submission.TOLERANCE``); the entry then stores the SHA-256 manifest of the
+    scored prediction files. A record without predictions is refused unless ``unverified``: such
+    entries are shown apart, marked unverified. Records computed from a modified checkout
+    (``+dirty`` commit) are refused: their code cannot be named.
 
     Args:
         results_path: The record written by ``characterbench eval``.
@@ -250,6 +301,11 @@ def submit(
         url: Link to the method (paper, code).
         notes: Free text shown on the board.
         replace: Replace an existing entry of the same name and task.
+        pred: The prediction folder the record was computed from.
+        gt: The board's ground truth (needed with ``pred``).
+        unverified: Accept the record without re-scoring (shown apart on the board).
+        device: Where the re-scoring runs.
+        progress: Show progress bars while re-scoring.
 
     Returns:
         The entry file.
@@ -257,35 +313,67 @@ def submit(
     Raises:
         characterbench.results.InvalidResultsError: Not a valid record (schema).
         SubmissionError: Every reason the record does not fit the board (protocol version or
-            fingerprint, ground-truth hash, missing metrics, no name, existing entry).
+            fingerprint, ground-truth hash, missing metrics, dirty tree, numbers not reproduced...).
     """
+    from characterbench import submission
+
     results = load_results(results_path)
     board = load_board(board_dir)
     problems = check_submission(results, board)
+    if results.git_commit and results.git_commit.endswith("+dirty"):
+        problems.append(
+            f"git_commit: {results.git_commit} is a modified checkout; commit the code and evaluate again "
+            "(a board row must name the code that produced it)"
+        )
     name = name or results.label
     if not name:
         problems.append("name: give --name (the record has no label)")
     entry_path = Path(board_dir) / "entries" / f"{results.task}--{slugify(name or '')}.json"
     if entry_path.exists() and not replace:
         problems.append(f"{entry_path} exists; pass --replace to replace it")
+    if pred is None and not unverified:
+        problems.append(
+            "predictions: pass --pred DIR --gt PATH so that the record is re-scored from its predictions, "
+            "or --unverified to add it as an unverified row (shown apart)"
+        )
+    if pred is not None and gt is None:
+        problems.append("gt: --pred needs --gt, the board's ground truth, to re-score the predictions")
     if problems:
         raise SubmissionError(str(results_path), problems)
-    entry = {
+    entry: dict[str, Any] = {
         "name": name,
         "url": url,
         "notes": notes,
         "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "status": "reproduced with characterbench",
     }
+    if baseline := submission.baseline_of(results.with_entry({"name": name})):
+        entry["baseline"] = baseline
+    if pred is not None:
+        files = submission.scored_files(results, pred, gt)
+        rescored = submission.rescore(results, pred, gt, device=device, progress=progress)
+        if differences := submission.compare_records(results, rescored):
+            raise SubmissionError(str(results_path), [f"not reproduced from {pred}: {d}" for d in differences])
+        entry.update(submission.verification_entry(pred, files, rescored))
+        entry["status"] = "reproduced with characterbench"
+    else:
+        entry["status"] = UNVERIFIED
     results.with_entry(entry).save(entry_path)
     return entry_path
+
+
+UNVERIFIED = "unverified: submitted without predictions, not re-scored"
+
+
+def is_verified(record: Results) -> bool:
+    """Whether an entry was re-scored from its predictions when submitted."""
+    return bool((record.entry or {}).get("verified"))
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def load_entries(board_dir: str | Path) -> list[Results]:
-    """All entries of a board, checked again (schema and board fit).
+def load_entries_with_paths(board_dir: str | Path) -> list[tuple[Path, Results]]:
+    """All entries of a board with their files, checked again (schema and board fit).
 
     Raises:
         SubmissionError: An entry does not fit the board (e.g. edited by hand).
@@ -296,8 +384,17 @@ def load_entries(board_dir: str | Path) -> list[Results]:
         record = load_results(path)
         if problems := check_submission(record, board):
             raise SubmissionError(str(path), problems)
-        entries.append(record)
+        entries.append((path, record))
     return entries
+
+
+def load_entries(board_dir: str | Path) -> list[Results]:
+    """All entries of a board, checked again (schema and board fit).
+
+    Raises:
+        SubmissionError: An entry does not fit the board (e.g. edited by hand).
+    """
+    return [record for _, record in load_entries_with_paths(board_dir)]
 
 
 def load_paper_tables(board_dir: str | Path) -> list[dict[str, Any]]:
@@ -311,7 +408,9 @@ def load_paper_tables(board_dir: str | Path) -> list[dict[str, Any]]:
         data = json.loads(path.read_text())
         errors = schema_errors(data, PAPER_SCHEMA)
         for row in data.get("rows", []) if not errors else []:
-            errors += [f"$.rows: unknown metric {m!r} (known: {sorted(METRICS)})" for m in row["metrics"] if m not in METRICS]
+            errors += [f"$.rows: unknown metric {m!r} (known: {METRICS.names()})" for m in row["metrics"] if m not in METRICS]
+        if not errors and data["task"] not in TASKS:
+            errors.append(f"$.task: expected one of {TASKS.names()}, got {data['task']!r}")
         if errors:
             raise ValueError(f"{path} is not a valid paper table:\n  " + "\n  ".join(errors))
         tables.append({**data, "file": path.name})
@@ -327,35 +426,45 @@ def _fmt(value: Any) -> str:
 
 
 def _column(metric: str) -> str:
-    spec = METRICS[metric]
-    return f"{spec.label} {'↑' if spec.higher_is_better else '↓'}"
+    spec = METRICS.get(metric)
+    return f"{spec.label}{f' ({spec.unit})' if spec.unit == 'mm' else ''} {'↑' if spec.higher_is_better else '↓'}"
+
+
+def _commit(record: Results) -> str:
+    """The full commit of a record, with its ``+dirty`` mark (older entries), or ``–``."""
+    return record.git_commit or "–"
 
 
 def entries_frame(entries: list[Results], task: str):
     """A pandas DataFrame of one task's entries, best first.
 
-    Columns: ``Method``, ``N`` (samples), one per metric (``"SSIM ↑"``...), ``<metric> CI`` for
-    metrics with a bootstrap interval, ``Date``, ``Commit``. Sorted by FV4D (multiview) or PSNR
-    (apose) when present.
+    Columns: ``Method``, ``N`` (samples), one per protocol metric (``"SSIM ↑"``...), ``<metric> 95% CI``
+    for metrics with a bootstrap interval, ``Other values`` (metrics computed with weights that are not
+    the pinned official ones, e.g. CLIP-S, never in a protocol column), ``Date``, ``Commit`` (full).
+    Sorted by the task's main metric when present.
     """
     import pandas as pd
 
+    spec = TASKS.get(task)
     rows = [r for r in entries if r.task == task]
-    metrics = [m for m in TASKS[task].metrics if any(m in r.metrics for r in rows)]
+    split = [protocol_values(r) for r in rows]
+    metrics = [m for m in spec.metrics if any(m in ours for ours, _ in split)]
     records = []
-    for r in rows:
+    for r, (ours, other) in zip(rows, split):
         rec: dict[str, Any] = {"Method": (r.entry or {}).get("name") or r.label, "URL": (r.entry or {}).get("url"), "N": r.sample_count}
         for m in metrics:
-            rec[_column(m)] = r.metrics.get(m, math.nan)
-            if m in r.intervals:
-                rec[f"{METRICS[m].label} 95% CI"] = f"[{_fmt(r.intervals[m].low)}, {_fmt(r.intervals[m].high)}]"
+            rec[_column(m)] = ours.get(m, math.nan)
+            if m in r.intervals and m in ours:
+                rec[f"{METRICS.get(m).label} 95% CI"] = f"[{_fmt(r.intervals[m].low)}, {_fmt(r.intervals[m].high)}]"
+        if any(o for _, o in split):
+            rec["Other values"] = ", ".join(f"{METRICS.get(m).label if m in METRICS else m} {_fmt(v)}" for m, v in other.items()) or "–"
         rec["Date"] = r.date[:10]
-        rec["Commit"] = (r.git_commit or "")[:10]
+        rec["Commit"] = _commit(r)
         records.append(rec)
     frame = pd.DataFrame.from_records(records)
-    key = {"multiview": "fv4d", "apose": "psnr"}[task]
+    key = spec.main_metric
     if records and key in metrics:
-        frame = frame.sort_values(_column(key), ascending=not METRICS[key].higher_is_better, kind="stable")
+        frame = frame.sort_values(_column(key), ascending=not METRICS.get(key).higher_is_better, kind="stable")
     return frame.reset_index(drop=True)
 
 
@@ -367,7 +476,7 @@ def paper_frame(table: dict[str, Any]):
     """A pandas DataFrame of one paper table (columns: Method, metrics, Source)."""
     import pandas as pd
 
-    metrics = [m for m in METRICS if any(m in row["metrics"] for row in table["rows"])]
+    metrics = [m for m in METRICS.names() if any(m in row["metrics"] for row in table["rows"])]
     with_notes = any(row.get("notes") for row in table["rows"])
     records = []
     for row in table["rows"]:
@@ -457,23 +566,33 @@ def _html_table(frame, caption: str) -> str:
     return "\n".join(out)
 
 
-def _sections(board_dir: str | Path) -> tuple[Board, list[tuple[str, Any, str]], list[tuple[str, Any, str]]]:
+def _sections(board_dir: str | Path):
+    """``(board, verified tables, unverified tables, paper tables)``; a table is ``(title, frame, task or table)``."""
     board = load_board(board_dir)
     entries = load_entries(board_dir)
-    ours = [
-        (f"{TASKS[t].description} ({t})", entries_frame(entries, t), t)
-        for t in board.required_metrics
+    verified = [r for r in entries if is_verified(r)]
+    unverified = [r for r in entries if not is_verified(r)]
+    ours = [(f"{TASKS.get(t).description} ({t})", entries_frame(verified, t), t) for t in board.required_metrics]
+    apart = [
+        (f"{TASKS.get(t).description} ({t}), unverified", entries_frame(unverified, t), t)
+        for t in board.required_metrics if any(r.task == t for r in unverified)
     ]
     paper = [
         (f"{tb['paper']}, {tb['source'].split(',')[0]}: {tb.get('caption', '')}".rstrip(": "), paper_frame(tb), tb)
         for tb in load_paper_tables(board_dir)
     ]
-    return board, ours, paper
+    return board, ours, apart, paper
+
+
+_UNVERIFIED_TEXT = (
+    "Submitted without their predictions (or before submissions were re-scored): the numbers are the "
+    "submitters' records, checked for consistency but not reproduced. Not comparable with the rows above."
+)
 
 
 def render_markdown(board_dir: str | Path) -> str:
     """The board's ``README.md`` text."""
-    board, ours, paper = _sections(board_dir)
+    board, ours, apart, paper = _sections(board_dir)
     lines = [
         f"# {board.name}",
         "",
@@ -481,14 +600,20 @@ def render_markdown(board_dir: str | Path) -> str:
         "",
         f"Protocol `{board.protocol_version}` (fingerprint `{board.protocol_fingerprint[:16]}`); ground truth "
         f"`{board.gt_manifest_hash or 'not registered yet'}` ({board.gt_description}).",
-        "Every number below was computed by `characterbench eval` on that ground truth. FVD is biased upwards on few",
-        "samples: compare rows only at equal N, and read the 95% bootstrap intervals (resampling samples).",
+        "Every number in the first section was re-computed by `characterbench submit` from the entry's predictions",
+        "on that ground truth (the entry stores their SHA-256 manifest). FVD is biased upwards on few samples: compare",
+        "rows only at equal N, and read the 95% bootstrap intervals (resampling samples). CLIP-S and FID count as",
+        "protocol values only with the pinned official weights; other values are listed apart.",
         "",
         "## Reproduced with characterbench",
         "",
     ]
     for title, frame, _ in ours:
         lines += [f"### {title}", "", _markdown_table(frame)]
+    if apart:
+        lines += ["## Unverified", "", _UNVERIFIED_TEXT, ""]
+        for title, frame, _ in apart:
+            lines += [f"### {title}", "", _markdown_table(frame)]
     lines += ["## Reported in papers, not reproduced", ""]
     if not paper:
         lines.append("_No paper tables transcribed yet (see `paper/README.md`)._\n")
@@ -508,17 +633,21 @@ def render_markdown(board_dir: str | Path) -> str:
 
 def render_html(board_dir: str | Path) -> str:
     """The board's static ``index.html`` (sortable with a small inline script, readable without it)."""
-    board, ours, paper = _sections(board_dir)
+    board, ours, apart, paper = _sections(board_dir)
     body = [
         f"<h1>{html.escape(board.name)}</h1>",
         f"<p>Protocol <code>{html.escape(board.protocol_version)}</code> (fingerprint "
         f"<code>{board.protocol_fingerprint[:16]}</code>); ground truth <code>{html.escape(board.gt_manifest_hash or 'not registered yet')}</code> "
         f"({html.escape(board.gt_description)}).</p>",
-        "<p>Every number in the first section was computed by <code>characterbench eval</code> on that ground truth. "
-        "FVD is biased upwards on few samples: compare rows only at equal N, and read the 95% bootstrap intervals.</p>",
+        "<p>Every number in the first section was re-computed by <code>characterbench submit</code> from the entry's "
+        "predictions on that ground truth. FVD is biased upwards on few samples: compare rows only at equal N, and read "
+        "the 95% bootstrap intervals. CLIP-S and FID count as protocol values only with the pinned official weights.</p>",
         "<h2>Reproduced with characterbench</h2>",
     ]
     body += [_html_table(frame, title) for title, frame, _ in ours]
+    if apart:
+        body += ["<h2>Unverified</h2>", f"<p>{html.escape(_UNVERIFIED_TEXT)}</p>"]
+        body += [_html_table(frame, title) for title, frame, _ in apart]
     body.append("<h2>Reported in papers, not reproduced</h2>")
     if not paper:
         body.append("<p><em>No paper tables transcribed yet.</em></p>")
@@ -543,7 +672,7 @@ def render_html(board_dir: str | Path) -> str:
     )
 
 
-def build(board_dir: str | Path = DEFAULT_BOARD) -> tuple[Path, Path]:
+def build(board_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Regenerate ``README.md`` and ``index.html`` of a board from its entries and paper tables.
 
     Returns:
@@ -553,7 +682,7 @@ def build(board_dir: str | Path = DEFAULT_BOARD) -> tuple[Path, Path]:
         SubmissionError: An entry does not fit the board.
         ValueError: A malformed paper table.
     """
-    board_dir = Path(board_dir)
+    board_dir = Path(board_dir) if board_dir is not None else default_board()
     md, page = board_dir / "README.md", board_dir / "index.html"
     md.write_text(render_markdown(board_dir))
     page.write_text(render_html(board_dir))

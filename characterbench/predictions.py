@@ -1,12 +1,14 @@
 """Prediction folders: layout, validation before any metric runs, and reading.
 
-Layouts (``VV`` two digits, ``FFF`` three digits, rig indices):
+Each task owns its layout (``characterbench/tasks/``; ``VV`` two digits, ``FFF`` three digits, rig
+indices):
 
 - multiview: ``<pred>/<sample_key>/view{VV}/frame{FFF}.png`` for the protocol's 9 x 9 matrix, or
   for the complete rig grid (21 views x 25 frames), from which the protocol picks its cells;
-- apose: ``<pred>/<sample_key>/apose/view{VV}.png`` for every A-pose view of the protocol (21).
+- apose: ``<pred>/<sample_key>/apose/view{VV}.png`` for every A-pose view of the protocol (21);
+- pose: ``<pred>/<sample_key>/pose/view{VV}/frame{FFF}.png`` (pose map) or ``.json`` (keypoints).
 
-One folder may hold both tasks; each task ignores the other's sub-folders. Images are PNG (RGB,
+One folder may hold several tasks; each task ignores the others' sub-folders. Images are PNG (RGB,
 or RGBA composited on the protocol background) or ``.npy`` arrays ``[H, W, 3|4]`` (uint8, or
 float in [0, 1]), at the ground truth's size. Every problem (missing, extra, duplicate,
 unreadable, wrongly sized, unsupported mode or dtype, NaN/inf, out of range) is collected and
@@ -15,44 +17,41 @@ raised at once in :class:`InvalidPredictionsError`; PNGs are decoded in full dur
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from characterbench.groundtruth import GroundTruthIndex, GroundTruthSample
 from characterbench.protocol import Protocol
-from characterbench.tasks import get_task
 
 IMAGE_SUFFIXES = (".png", ".npy")
 PNG_MODES = ("RGB", "RGBA")
-_VIEW_DIR = re.compile(r"^view(\d{2})$")
-_FRAME_FILE = re.compile(r"^frame(\d{3})\.(png|npy)$")
-_APOSE_FILE = re.compile(r"^view(\d{2})\.(png|npy)$")
 APOSE_DIR = "apose"
 
-Cell = tuple[int, ...]  # (view, frame) for multiview, (view,) for apose
+Cell = tuple[int, ...]  # (view, frame) for multiview and pose, (view,) for apose
 
 
-def cell_path(root: str | Path, key: str, cell: Cell, suffix: str = ".png") -> Path:
+def cell_path(root: str | Path, key: str, cell: Cell, suffix: str = ".png", task: str | None = None) -> Path:
     """Where a prediction image lives.
 
     Args:
         root: Prediction folder.
         key: Sample key.
         cell: ``(view, frame)`` (multiview) or ``(view,)`` (apose), rig indices.
-        suffix: ``".png"`` or ``".npy"``.
+        suffix: ``".png"`` or ``".npy"`` (``".json"`` for pose keypoints).
+        task: The task (default: ``multiview`` for a 2-tuple cell, ``apose`` for a 1-tuple).
 
     Returns:
-        ``root/key/view{VV}/frame{FFF}.png`` or ``root/key/apose/view{VV}.png``.
+        The task's path, e.g. ``root/key/view{VV}/frame{FFF}.png`` or ``root/key/apose/view{VV}.png``.
     """
-    if len(cell) == 2:
-        return Path(root, key, f"view{cell[0]:02d}", f"frame{cell[1]:03d}{suffix}")
-    if len(cell) == 1:
-        return Path(root, key, APOSE_DIR, f"view{cell[0]:02d}{suffix}")
-    raise ValueError(f"expected a cell (view, frame) or (view,), got {cell!r}")
+    if task is None:
+        if len(cell) not in (1, 2):
+            raise ValueError(f"expected a cell (view, frame) or (view,), got {cell!r}")
+        task = "multiview" if len(cell) == 2 else "apose"
+    return get_task(task).pred_path(root, key, cell, suffix)
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,13 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.kind:12s} {self.path}: {self.detail}"
+
+
+def get_task(name: str):
+    """The task registered under ``name`` (imported late: the tasks import this module's helpers)."""
+    from characterbench.tasks import get_task as _get
+
+    return _get(name)
 
 
 class InvalidPredictionsError(ValueError):
@@ -151,7 +157,7 @@ def _check_array(arr: np.ndarray) -> None:
         raise ValueError(f"expected float values in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]")
 
 
-def _check_file(path: Path, rel: str, size: tuple[int, int]) -> list[Problem]:
+def check_image_file(path: Path, rel: str, size: tuple[int, int]) -> list[Problem]:
     """Every problem of one image file; PNGs are decoded in full (pixel data that fails to decode
     would otherwise stop the evaluation mid-run)."""
     expected = f"{size[1]}x{size[0]} (HxW, the ground truth's size)"
@@ -197,71 +203,51 @@ def _check_file(path: Path, rel: str, size: tuple[int, int]) -> list[Problem]:
 
 
 def _scan_sample(
-    root: Path, gt: GroundTruthSample, task: str, protocol: Protocol, problems: list[Problem],
-    checks: list[tuple[Path, str, tuple[int, int]]],
+    root: Path, gt: GroundTruthSample, task_name: str, protocol: Protocol, problems: list[Problem],
+    checks: list[tuple[Any, Path, str, tuple[int, int]]],
 ) -> tuple[dict[Cell, Path], str]:
     """Find one sample folder's files; returns the scored cells' paths and the layout.
 
     Layout problems go to ``problems``; the per-file content checks are appended to ``checks`` as
-    ``(path, relative name, expected size)`` and run later, in parallel.
+    ``(task, path, relative name, expected size)`` and run later, in parallel. Entries that belong to
+    another task's layout are ignored.
     """
+    from characterbench.tasks import TASKS
+
+    task = get_task(task_name)
     folder = root / gt.key
     found: dict[Cell, Path] = {}
     extras: list[str] = []
-
-    def add(cell: Cell, path: Path) -> None:
-        rel = str(path.relative_to(root))
-        if cell in found:
-            problems.append(Problem("duplicate", rel, f"same cell as {found[cell].relative_to(root)}"))
-        else:
-            found[cell] = path
-
     for entry in sorted(folder.iterdir()):
-        view_dir = _VIEW_DIR.match(entry.name)
-        if entry.name == APOSE_DIR and entry.is_dir():
-            if task != "apose":
-                continue  # the other task's sub-folder
-            for f in sorted(entry.iterdir()):
-                m = _APOSE_FILE.match(f.name)
-                if m and f.is_file() and int(m.group(1)) < gt.num_views:
-                    add((int(m.group(1)),), f)
-                else:
-                    extras.append(str(f.relative_to(root)))
-        elif view_dir and entry.is_dir():
-            if task != "multiview":
-                continue
-            v = int(view_dir.group(1))
-            for f in sorted(entry.iterdir()):
-                m = _FRAME_FILE.match(f.name)
-                if m and f.is_file() and v < gt.num_views and int(m.group(1)) < gt.num_frames:
-                    add((v, int(m.group(1))), f)
-                else:
-                    extras.append(str(f.relative_to(root)))
-        else:
-            extras.append(str(entry.relative_to(root)))
+        if not task.owns(entry.name):
+            if not any(t.owns(entry.name) for t in TASKS.values()):
+                extras.append(str(entry.relative_to(root)))
+            continue
+        files = sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]
+        for f in files:
+            rel = str(f.relative_to(root))
+            cell = task.match(f.relative_to(folder).parts, gt)
+            if cell is None:
+                extras.append(rel)
+            elif cell in found:
+                problems.append(Problem("duplicate", rel, f"same cell as {found[cell].relative_to(root)}"))
+            else:
+                found[cell] = f
     problems.extend(
-        Problem("extra", e, f"not part of the {task} layout for a {gt.num_views}-view x {gt.num_frames}-frame sample")
+        Problem("extra", e, f"not part of the {task.name} layout for a {gt.num_views}-view x {gt.num_frames}-frame sample")
         for e in extras
     )
-
-    if task == "apose":
-        wanted, layout = [(v,) for v in protocol.apose_views], "apose"
-    else:
-        matrix = protocol.cells()
-        grid = [(v, f) for v in range(gt.num_views) for f in range(gt.num_frames)]
-        # A file outside the matrix means the folder claims the full grid: then all of it must be there.
-        layout = "full" if set(found) - set(matrix) else "matrix"
-        wanted = grid if layout == "full" else matrix
+    wanted, layout = task.wanted(gt, protocol, found)
     for cell in wanted:
         if cell not in found:
             what = "the complete rig grid (some cells outside the 9x9 matrix are present)" if layout == "full" else layout
-            problems.append(Problem("missing", str(cell_path(root, gt.key, cell).relative_to(root)), f"needed by the {what} layout"))
-    size = gt.apose_size if task == "apose" else gt.frame_size
+            rel = task.pred_path(root, gt.key, cell).relative_to(root)
+            problems.append(Problem("missing", str(rel), f"needed by the {what} layout"))
+    size = task.expected_size(gt)
     for cell in wanted:
         if cell in found:
-            checks.append((found[cell], str(found[cell].relative_to(root)), size))
-    scored = [(v,) for v in protocol.apose_views] if task == "apose" else protocol.cells()
-    return {c: found[c] for c in scored if c in found}, layout
+            checks.append((task, found[cell], str(found[cell].relative_to(root)), size))
+    return {c: found[c] for c in task.cells(protocol) if c in found}, layout
 
 
 def validate_predictions(
@@ -298,7 +284,7 @@ def validate_predictions(
             problems.append(Problem("extra", entry.name, f"{kind} that matches no ground-truth sample key"))
     files: dict[str, dict[Cell, Path]] = {}
     layouts: dict[str, str] = {}
-    checks: list[tuple[Path, str, tuple[int, int]]] = []
+    checks: list[tuple[Any, Path, str, tuple[int, int]]] = []
     for key, sample in by_key.items():
         folder = root / key
         if not folder.is_dir():
@@ -309,9 +295,9 @@ def validate_predictions(
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers, thread_name_prefix="characterbench-validate") as pool:
-            found = list(pool.map(lambda c: _check_file(*c), checks))
+            found = list(pool.map(lambda c: c[0].check_file(*c[1:]), checks))
     else:
-        found = [_check_file(*c) for c in checks]
+        found = [c[0].check_file(*c[1:]) for c in checks]
     for file_problems in found:  # in file order, whatever the threads' timing
         problems.extend(file_problems)
     if problems:

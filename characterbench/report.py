@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from characterbench.results import Results
-from characterbench.tasks import METRICS
+from characterbench.metric_specs import METRICS
 
 # Anchors of the viridis colour map (matplotlib's), interpolated linearly.
 _VIRIDIS = np.array(
@@ -127,14 +127,17 @@ def worst_cells(results: Results, metric: str, count: int) -> list[WorstCell]:
     if metric not in results.grid.values:
         raise KeyError(f"metric {metric!r} has no per-cell values in the record; per-cell metrics: {sorted(results.grid.values)}")
     sign = -1.0 if METRICS[metric].higher_is_better else 1.0
-    rows, cols = results.grid.row_labels, results.grid.col_labels
+    from characterbench.tasks import get_task
+
+    task = get_task(results.task)
+    g = results.grid
+    axes = (g.row_axis, g.row_labels, g.col_axis, g.col_labels)
     found = []
     for s in results.per_sample:
         grid = np.asarray(s.grid[metric])
-        for i, v in enumerate(rows):
-            for j, f in enumerate(cols):
-                cell = (v, f) if results.grid.col_axis == "frame" else (v,)
-                found.append(WorstCell(s.key, cell, float(grid[i, j])))
+        for i in range(len(g.row_labels)):
+            for j in range(len(g.col_labels)):
+                found.append(WorstCell(s.key, task.cell_of(axes, i, j), float(grid[i, j])))
     found.sort(key=lambda w: -sign * w.value)
     return found[:count]
 
@@ -159,9 +162,12 @@ def contact_sheet(results: Results, metric: str, pred: str | Path, gt: str | Pat
     """
     import torch
 
-    from characterbench import protocol as P
-    from characterbench.predictions import cell_path, read_prediction
     from character4d.format import open_samples
+    from characterbench import protocol as P
+    from characterbench.predictions import read_prediction
+    from characterbench.tasks import get_task
+
+    task = get_task(results.task)
 
     protocol = P.Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in results.protocol.items()})
     cells = worst_cells(results, metric, count)
@@ -181,10 +187,10 @@ def contact_sheet(results: Results, metric: str, pred: str | Path, gt: str | Pat
 
     for row, c in enumerate(cells):
         sample = samples[c.key]
-        gt_img = sample.apose(c.cell[0]) if len(c.cell) == 1 else sample.frame(*c.cell)
-        path = cell_path(pred, c.key, c.cell)
+        gt_img = task.read_gt(sample, c.cell)
+        path = task.pred_path(pred, c.key, c.cell)
         if not path.exists():
-            path = cell_path(pred, c.key, c.cell, ".npy")
+            path = task.pred_path(pred, c.key, c.cell, ".npy")
         pr, g = prepare(read_prediction(path)), prepare(gt_img)
         diff = ((pr - g).abs() * 4).clamp(0, 1)
         y = head + row * (thumb + label_h)

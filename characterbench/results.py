@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "characterbench-results/2"
+from characterbench.tasks import TASKS
+
+SCHEMA_VERSION = "characterbench-results/3"
 # Versions still read. /2 added the interval's ``std`` and ``method`` (basic bootstrap); /1 records
-# (percentile intervals, no ``std``) load with ``method="percentile"`` and ``std=None``.
-READABLE_SCHEMA_VERSIONS = ("characterbench-results/1", SCHEMA_VERSION)
+# (percentile intervals, no ``std``) load with ``method="percentile"`` and ``std=None``. /3 added the
+# optional ``breakdown`` tables (per-joint pose errors...) and ``official`` (per weight: the pinned one?).
+READABLE_SCHEMA_VERSIONS = ("characterbench-results/1", "characterbench-results/2", SCHEMA_VERSION)
 
 _NUM = {"type": "number"}
 _STR = {"type": "string"}
 _NUM_MAP = {"type": "object", "additionalProperties": _NUM}
 _GRID_VALUES = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "array", "items": _NUM}}}
+_BREAKDOWN = {"type": ["object", "null"], "additionalProperties": _NUM_MAP}
 
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -35,7 +39,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "schema_version": {"enum": list(READABLE_SCHEMA_VERSIONS)},
-        "task": {"enum": ["multiview", "apose"]},
+        "task": {"enum": TASKS.names()},
         "label": {"type": ["string", "null"]},
         "metrics": _NUM_MAP,
         "sample_count": {"type": "integer"},
@@ -70,7 +74,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["key", "metrics", "grid"],
                 "additionalProperties": False,
-                "properties": {"key": _STR, "metrics": _NUM_MAP, "grid": _GRID_VALUES},
+                "properties": {"key": _STR, "metrics": _NUM_MAP, "grid": _GRID_VALUES, "breakdown": _BREAKDOWN},
             },
         },
         "protocol_version": _STR,
@@ -78,6 +82,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "protocol": {"type": "object"},
         "gt_manifest_hash": _STR,
         "weights": {"type": "object", "additionalProperties": _STR},
+        "official": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "breakdown": _BREAKDOWN,
         "package_version": _STR,
         "git_commit": {"type": ["string", "null"]},
         "date": _STR,
@@ -195,11 +201,13 @@ class Grid:
 
 @dataclass(frozen=True)
 class SampleScores:
-    """One sample's image-metric means and its per-cell values (same layout as :class:`Grid`)."""
+    """One sample's metric values, its per-cell values (same layout as :class:`Grid`) and its
+    breakdown tables (e.g. ``{"mpjpe_per_joint": {"nose": 12.3, ...}}``), if the task has any."""
 
     key: str
     metrics: dict[str, float]
     grid: dict[str, list[list[float]]]
+    breakdown: dict[str, dict[str, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +216,7 @@ class Results:
 
     Attributes:
         schema_version: ``SCHEMA_VERSION`` (or an older readable one for a loaded record).
-        task: ``"multiview"`` or ``"apose"``.
+        task: A registered task (``"multiview"``, ``"apose"``, ``"pose"``).
         label: Free name of the evaluated method (``eval --label``), or None.
         metrics: Headline value of every metric computed.
         sample_count: Samples evaluated (FVD is biased upwards on few samples: always report it).
@@ -221,6 +229,9 @@ class Results:
         protocol: Every protocol field.
         gt_manifest_hash: ``GroundTruthIndex.manifest_hash``.
         weights: SHA-256 of every weights file used, by name.
+        official: Per weight, whether it is the official one the protocol pins (empty in records
+            before schema /3: the board then compares ``weights`` with the pins itself).
+        breakdown: Means over samples of the per-sample breakdown tables, or None.
         package_version: ``characterbench.__version__``.
         git_commit: Commit of the code (``+dirty`` when modified), or None outside a checkout.
         date: ISO 8601 UTC time of the evaluation.
@@ -251,6 +262,8 @@ class Results:
     timing: dict[str, float]
     label: str | None = None
     entry: dict[str, Any] | None = None
+    official: dict[str, bool] = dataclasses.field(default_factory=dict)
+    breakdown: dict[str, dict[str, float]] | None = None
     schema_version: str = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,6 +297,7 @@ class Results:
         d["intervals"] = {k: Interval(**v) for k, v in d["intervals"].items()}
         d["grid"] = Grid(**d["grid"])
         d["per_sample"] = [SampleScores(**s) for s in d["per_sample"]]
+
         return cls(**d)
 
     def with_entry(self, entry: dict[str, Any]) -> "Results":

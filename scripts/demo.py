@@ -31,15 +31,10 @@ def run(cmd: list[str]) -> None:
 
 
 def available_metrics() -> list[str]:
-    from metrics.weights import weights_status
+    from characterbench.tasks import fetchable_metrics
 
-    status = weights_status()
-    names = ["ssim", "psnr"]
-    if status.get("lpips_alex") and status["lpips_alex"].present:
-        names.append("lpips")
-    if status.get("i3d_kinetics400") and status["i3d_kinetics400"].present:
-        names += ["fvd_f", "fvd_v", "fvd_d", "fv4d"]
-    return names
+    # The metric registry knows which weights each metric needs; CLIP-S ships in no registry.
+    return list(fetchable_metrics("multiview"))
 
 
 def main() -> int:
@@ -77,7 +72,8 @@ def main() -> int:
             result.parent.mkdir(parents=True, exist_ok=True)
             run([cb, "eval", "--pred", str(pred), "--gt", str(gt), "--metrics", ",".join(metrics),
                  "--out", str(result), "--label", name, "--bootstrap", "200"])
-        run([cb, "submit", str(result), "--board", str(board), "--name", name, "--replace"])
+        run([cb, "submit", str(result), "--pred", str(pred), "--gt", str(gt), "--board", str(board), "--name", name,
+             "--replace"])
     run([cb, "leaderboard", "build", "--board", str(board)])
 
     previews = sorted((out / "previews").glob("*/*.png"))

@@ -92,10 +92,18 @@ def board(gt_shard, tmp_path_factory) -> Path:
     return path
 
 
+CLEAN_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
 @pytest.fixture(scope="module")
 def records(baselines, gt_shard, tmp_path_factory) -> dict[str, Path]:
-    """PSNR records under the real protocol v1 (512 px), and one under a modified protocol."""
+    """PSNR records under the real protocol v1 (512 px), and one under a modified protocol. They name a
+    clean commit whatever the state of this checkout (submit refuses records of modified trees)."""
+    import characterbench.evaluate
+
     out = tmp_path_factory.mktemp("records")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(characterbench.evaluate, "git_commit", lambda path=None: CLEAN_COMMIT)
     paths = {}
     for name in ("ground-truth", "front-view", "static-apose"):
         paths[name] = out / f"{name}.json"
@@ -104,29 +112,44 @@ def records(baselines, gt_shard, tmp_path_factory) -> dict[str, Path]:
     paths["custom"] = out / "custom.json"
     args = ["eval", "--pred", str(baselines["front-view"]), "--gt", str(gt_shard), "--metrics", "psnr", "--out", str(paths["custom"])]
     assert main(args + ["--quiet", *OVERRIDE]) == 0
+    mp.undo()
     return paths
+
+
+def scored(records, baselines, gt_shard, name: str) -> list[str]:
+    """``submit`` arguments that re-score record ``name`` from its predictions."""
+    return [str(records[name]), "--pred", str(baselines[name]), "--gt", str(gt_shard), "--quiet"]
 
 
 def fresh(board: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(board, tmp_path / board.name))
 
 
-def test_submit_and_build(board, records, tmp_path, capsys):
+def test_submit_and_build(board, records, baselines, gt_shard, tmp_path, capsys):
     board = fresh(board, tmp_path)
     (board / "paper").mkdir()
     (board / "paper" / "example-table9.json").write_text(json.dumps(FAKE_PAPER_TABLE))
-    assert main(["submit", str(records["front-view"]), "--board", str(board), "--url", "https://example.org/a<b>"]) == 0
-    assert main(["submit", str(records["static-apose"]), "--board", str(board), "--name", "Static A-pose"]) == 0
-    assert main(["submit", str(records["ground-truth"]), "--board", str(board), "--no-build"]) == 0
+    assert main(["submit", *scored(records, baselines, gt_shard, "front-view"), "--board", str(board), "--url", "https://example.org/a<b>"]) == 0
+    assert main(["submit", *scored(records, baselines, gt_shard, "static-apose"), "--board", str(board), "--name", "Static A-pose"]) == 0
+    assert main(["submit", *scored(records, baselines, gt_shard, "ground-truth"), "--board", str(board), "--no-build"]) == 0
     assert main(["leaderboard", "build", "--board", str(board)]) == 0
     assert sorted(p.name for p in (board / "entries").glob("*.json")) == [
         "multiview--front-view.json", "multiview--ground-truth.json", "multiview--static-a-pose.json"
     ]
     entry = json.loads((board / "entries" / "multiview--static-a-pose.json").read_text())
     assert entry["entry"]["name"] == "Static A-pose" and entry["entry"]["status"] == "reproduced with characterbench"
+    # The SHA-256 manifest of exactly the scored files (81 cells x 2 samples), independently hashed here.
+    import hashlib
+
+    files = entry["entry"]["predictions"]["files"]
+    assert entry["entry"]["predictions"]["count"] == len(files) == 162
+    rel = "alice__walk/view05/frame012.png"
+    assert files[rel] == hashlib.sha256((baselines["static-apose"] / rel).read_bytes()).hexdigest()
+    assert entry["entry"]["verified"]["tolerance"]["rel"] == 1e-4
 
     md = (board / "README.md").read_text()
     assert "do not edit" in md and "| Method | N | PSNR ↑ | Date | Commit |" in md
+    assert f"| {CLEAN_COMMIT} |" in md  # full commits
     assert "[front-view](https://example.org/a<b>)" in md and "| Static A-pose | 2 |" in md
     assert md.index("Reproduced with characterbench") < md.index("MethodA")  # paper rows in their own section
     assert "Example et al. (test fixture), Table 9" in md and NOT_REPRODUCED.capitalize() in md
@@ -153,28 +176,36 @@ def test_submit_rejects_what_does_not_fit(board, records, gt_folder, tmp_path):
     text = "\n".join(err.value.problems)
     assert "protocol version: expected 'characterbench-v1', got 'characterbench-v1+custom'" in text
     assert "protocol fingerprint" in text and "name: give --name" in text
+    assert "predictions: pass --pred DIR --gt PATH" in text and "--unverified" in text
+    # A record of a modified checkout names no code: refused.
+    dirty = tmp_path / "dirty.json"
+    data = json.loads(records["front-view"].read_text())
+    data["git_commit"] = CLEAN_COMMIT + "+dirty"
+    dirty.write_text(json.dumps(data))
+    with pytest.raises(SubmissionError, match=r"git_commit: .*\+dirty is a modified checkout"):
+        submit(dirty, board, unverified=True)
 
     other = fresh(board, tmp_path / "other")
     b = load_board(other)
     save_board(Board(**{**asdict(b), "gt_manifest_hash": "sha256:" + "1" * 64, "required_metrics": {"multiview": ["psnr", "fv4d"]}}), other)
     with pytest.raises(SubmissionError) as err:
-        submit(records["front-view"], other)
+        submit(records["front-view"], other, unverified=True)
     text = "\n".join(err.value.problems)
     assert f"ground-truth manifest hash: expected sha256:{'1' * 64}" in text and "missing ['fv4d']" in text
 
-    submit(records["front-view"], board)
+    submit(records["front-view"], board, unverified=True)
     with pytest.raises(SubmissionError, match="pass --replace"):
-        submit(records["front-view"], board)
-    assert submit(records["front-view"], board, replace=True).exists()
+        submit(records["front-view"], board, unverified=True)
+    assert submit(records["front-view"], board, replace=True, unverified=True).exists()
 
 
 def test_unregistered_board_and_hand_edits(board, records, tmp_path, capsys):
     empty = tmp_path / "new-board"
     new_board(empty)
-    assert main(["submit", str(records["front-view"]), "--board", str(empty)]) == 1
+    assert main(["submit", str(records["front-view"]), "--board", str(empty), "--unverified"]) == 1
     assert "no registered ground truth" in capsys.readouterr().err
     board = fresh(board, tmp_path)
-    path = submit(records["front-view"], board)
+    path = submit(records["front-view"], board, unverified=True)
     original = path.read_text()
     data = json.loads(original)
     data["metrics"]["psnr"] = 99.0  # a hand edit of one value alone
@@ -218,8 +249,8 @@ def test_impossible_records_are_refused_with_every_problem(board, records, tmp_p
 
 def test_only_web_urls_become_links(board, records, tmp_path):
     board = fresh(board, tmp_path)
-    submit(records["front-view"], board, url="javascript:alert(1)")
-    submit(records["ground-truth"], board, url="HTTPS://example.org/gt")
+    submit(records["front-view"], board, url="javascript:alert(1)", unverified=True)
+    submit(records["ground-truth"], board, url="HTTPS://example.org/gt", unverified=True)
     build(board)
     page = (board / "index.html").read_text()
     md = (board / "README.md").read_text()
@@ -271,10 +302,10 @@ def _dump_dom(page: Path, tmp_path: Path) -> str:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium); the HTML is still parsed above")
-def test_page_in_headless_chromium_sorts_by_clicked_column(board, records, tmp_path):
+def test_page_in_headless_chromium_sorts_by_clicked_column(board, records, baselines, gt_shard, tmp_path):
     board = fresh(board, tmp_path)
     for name in ("front-view", "ground-truth", "static-apose"):
-        submit(records[name], board)
+        submit(records[name], board, pred=baselines[name], gt=gt_shard)
     build(board)
     # As rendered (script run, nothing clicked): the table is there, in file order.
     rendered = parse_tables(_dump_dom(board / "index.html", tmp_path))
@@ -289,3 +320,65 @@ def test_page_in_headless_chromium_sorts_by_clicked_column(board, records, tmp_p
     )
     after = parse_tables(_dump_dom(clicked, tmp_path))
     assert [r[0][0] for r in after.tables[0]["rows"]] == ["ground-truth", "front-view", "static-apose"]
+
+
+def _tamper(record: Path, out: Path, metric: str, factor: float) -> Path:
+    """A consistent hand edit: one metric scaled in the headline, every sample and every cell, so that
+    the record still agrees with itself (what a self-consistency check cannot see)."""
+    data = json.loads(record.read_text())
+    data["metrics"][metric] *= factor
+    for s in data["per_sample"]:
+        s["metrics"][metric] *= factor
+        s["grid"][metric] = [[v * factor for v in row] for row in s["grid"][metric]]
+    data["grid"]["values"][metric] = [[v * factor for v in row] for row in data["grid"]["values"][metric]]
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_tampered_record_is_refused_and_the_honest_one_accepted(board, records, baselines, gt_shard, tmp_path):
+    from characterbench.leaderboard import check_submission
+    from characterbench.results import load_results
+
+    board = fresh(board, tmp_path)
+    forged = _tamper(records["front-view"], tmp_path / "forged.json", "psnr", 1.2)
+    data = json.loads(forged.read_text())
+    data["weights"]["i3d_kinetics400"] = "stand-in"
+    forged.write_text(json.dumps(data))
+    # The self-consistency check sees only the pinned weight hash...
+    problems = check_submission(load_results(forged), load_board(board))
+    assert problems == ["weights.i3d_kinetics400: SHA-256 'stand-in' is not the protocol's "
+                        "52ee8197c5f15cbf1c985af655bf59f749906c528f7cea3ea0fe64aef01ced36"]
+    # ...re-scoring sees the numbers.
+    del data["weights"]["i3d_kinetics400"]
+    forged.write_text(json.dumps(data))
+    assert check_submission(load_results(forged), load_board(board)) == []
+    with pytest.raises(SubmissionError) as err:
+        submit(forged, board, pred=baselines["front-view"], gt=gt_shard)
+    text = "\n".join(err.value.problems)
+    assert "not reproduced from" in text and "metrics.psnr: the record says" in text and "grid.psnr" in text
+    assert not (board / "entries").exists() or not list((board / "entries").glob("*.json"))
+    # The honest record passes, and an unverified one is shown apart.
+    assert submit(records["front-view"], board, pred=baselines["front-view"], gt=gt_shard).exists()
+    submit(records["static-apose"], board, unverified=True)
+    build(board)
+    md = (board / "README.md").read_text()
+    assert md.index("front-view") < md.index("## Unverified") < md.index("static-apose")
+
+
+def test_leaderboard_verify_catches_an_edited_baseline_row(board, records, baselines, gt_shard, tmp_path, capsys):
+    board = fresh(board, tmp_path)
+    for name in ("ground-truth", "front-view"):
+        assert main(["submit", *scored(records, baselines, gt_shard, name), "--board", str(board),
+                     "--name", f"{name} (baseline)"]) == 0
+    assert main(["leaderboard", "verify", "--board", str(board), "--gt", str(gt_shard), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "2 reproduced, 0 differ, 0 skipped" in out
+    entry = board / "entries" / "multiview--front-view-baseline.json"
+    _tamper(entry, entry, "psnr", 1.01)
+    assert main(["leaderboard", "build", "--board", str(board)]) == 0  # still self-consistent
+    assert main(["leaderboard", "verify", "--board", str(board), "--gt", str(gt_shard), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "differs    multiview--front-view-baseline.json" in out and "metrics.psnr" in out
+    # Without the ground truth nothing can be re-computed: skipped, not passed.
+    assert main(["leaderboard", "verify", "--board", str(board), "--quiet"]) == 0
+    assert "0 reproduced, 0 differ, 2 skipped" in capsys.readouterr().out
