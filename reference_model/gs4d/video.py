@@ -30,7 +30,7 @@ def orbit_frames(model, rig: RigConfig = RigConfig(), frames: int = 48, resoluti
     for i in range(frames):
         phase = i / max(frames - 1, 1)
         t = 1.0 - abs(2.0 * phase - 1.0)  # forth and back, so the loop is seamless
-        r = render(model, t, torch.from_numpy(cams.viewmats[i:i + 1]), torch.from_numpy(cams.Ks[i:i + 1]),
+        r = render(model, t, torch.tensor(cams.viewmats[i:i + 1]), torch.tensor(cams.Ks[i:i + 1]),
                    resolution, resolution, backend=backend)
         out.append((r.colors[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
     return np.stack(out)
