@@ -7,6 +7,12 @@ each surface, exact distances to the other).
 
     python scripts/bench/export_mesh.py --gt out/board-gt --fits out/gs4d/ada64
     python scripts/bench/export_mesh.py --gt out/board-gt --fits out/gs4d/* --methods opacity tsdf
+    python scripts/bench/export_mesh.py --gt out/board-gt --ideal ada__dance
+
+``--ideal KEY`` measures the exporter itself on an ideal 4D Gaussian model of a ground-truth sample:
+Gaussians sampled on the posed ground-truth surface of the first frame, each moving with its point of the
+surface (the deformation is a lookup of the nearest Gaussian's true displacement). Its errors are the
+exporter's alone (voxel size, level set, vertex motion), a floor for what a fitted model can reach.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reference_model.export.blender_gt import posed_ground_truth
@@ -27,24 +34,71 @@ from reference_model.export.rig import _load_sample
 from reference_model.gs4d import load_fit
 
 
+class _LookupDeformation(torch.nn.Module):
+    """Displacement of the nearest canonical Gaussian at the nearest frame: the ideal model's motion."""
+
+    def __init__(self, canonical: np.ndarray, displacements: np.ndarray) -> None:
+        super().__init__()
+        from scipy.spatial import cKDTree
+
+        self.tree = cKDTree(canonical)
+        self.displacements = displacements  # [F, N, 3]
+
+    def forward(self, means, t):
+        f = int(round(float(t) * (len(self.displacements) - 1)))
+        _, idx = self.tree.query(means.detach().cpu().numpy())
+        d = torch.as_tensor(self.displacements[f][idx], dtype=means.dtype, device=means.device)
+        return d, torch.zeros_like(means), torch.zeros(len(means), 4, dtype=means.dtype, device=means.device)
+
+
+def ideal_model(gt_v: np.ndarray, gt_f: np.ndarray, count: int, sigma: float):
+    """Gaussians on the posed ground-truth surface of frame 0, moving with it (see the module docstring)."""
+    from reference_model.gs4d.model import Gaussians4D
+
+    rng = np.random.default_rng(0)
+    tri = gt_v[:, gt_f]  # [F, M, 3, 3]
+    area = 0.5 * np.linalg.norm(np.cross(tri[0, :, 1] - tri[0, :, 0], tri[0, :, 2] - tri[0, :, 0]), axis=1)
+    pick = rng.choice(len(gt_f), size=count, p=area / area.sum())
+    r1, r2 = rng.random(count), rng.random(count)
+    w = np.stack([1 - np.sqrt(r1), np.sqrt(r1) * (1 - r2), np.sqrt(r1) * r2], axis=1)
+    pts = (tri[:, pick] * w[None, :, :, None]).sum(axis=2)  # [F, count, 3]
+    params = dict(means=torch.tensor(pts[0], dtype=torch.float32),
+                  log_scales=torch.full((count, 3), float(np.log(sigma))),
+                  quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(count, 1), opacity_logits=torch.full((count,), 3.0),
+                  sh0=torch.zeros(count, 1, 3), shN=torch.zeros(count, 0, 3))
+    return Gaussians4D(params, _LookupDeformation(pts[0], pts - pts[:1]), num_frames=len(gt_v))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gt", type=Path, required=True)
-    parser.add_argument("--fits", type=Path, nargs="+", required=True)
+    parser.add_argument("--fits", type=Path, nargs="*", default=[])
+    parser.add_argument("--ideal", nargs="*", default=[], help="sample keys: measure on ideal models (see above)")
+    parser.add_argument("--ideal-gaussians", type=int, default=100_000)
+    parser.add_argument("--ideal-sigma", type=float, default=0.004, help="ideal Gaussians' size (m)")
     parser.add_argument("--methods", nargs="+", default=["auto"])
     parser.add_argument("--voxel-size", type=float, default=MeshConfig().voxel_size)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     rows = []
-    for fit in args.fits:
-        record = json.loads((fit / "fit.json").read_text()) if (fit / "fit.json").is_file() else {}
-        key = record.get("key") or record.get("sample_key") or record.get("sample")
+    cases = [("fit", f) for f in args.fits] + [("ideal", k) for k in args.ideal]
+    for kind, what in cases:
+        if kind == "fit":
+            record = json.loads((what / "fit.json").read_text()) if (what / "fit.json").is_file() else {}
+            key = record.get("key") or record.get("sample_key") or record.get("sample")
+        else:
+            key = what
         sample = _load_sample(args.gt, key)
-        model, _ = load_fit(fit, device=device)
         t0 = time.perf_counter()
         gt_v, gt_f = posed_ground_truth(sample)
         gt_s = time.perf_counter() - t0
+        if kind == "fit":
+            model, _ = load_fit(what, device=device)
+            name = what.name
+        else:
+            model = ideal_model(gt_v, gt_f, args.ideal_gaussians, args.ideal_sigma)
+            name = f"ideal ({args.ideal_gaussians:,} x {args.ideal_sigma * 1000:g} mm)"
         for method in args.methods:
             mesh, info = extract_mesh(model, MeshConfig(voxel_size=args.voxel_size, method=method),
                                       frames=sample.num_frames, fps=float(sample.meta["fps"]))
@@ -55,16 +109,17 @@ def main() -> None:
             t0 = time.perf_counter()
             iou = silhouette_iou(mesh, sample)
             dist = surface_distance(mesh, gt_v, gt_f)
-            rows.append({"fit": fit.name, "key": sample.key, "gaussians": int(model.num), **info, "write_s": write_s,
+            rows.append({"fit": name, "key": sample.key, "resolution": sample.frame(0, 0).shape[0], "gaussians": int(model.num), **info, "write_s": write_s,
                          "MB": size / 1e6, "iou_mean": iou["mean"], "iou_min": iou["min"], **dist,
                          "measure_s": time.perf_counter() - t0, "gt_pose_s": gt_s})
             print({k: v for k, v in rows[-1].items() if k != "per_frame"}, file=sys.stderr)
     print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), device {device}")
-    print("| fit | sample | Gaussians | method | vertices | export s (total) | glb MB | IoU mean / min "
+    print(f"voxel {args.voxel_size * 1000:g} mm; IoU over every view and frame at the ground truth's resolution")
+    print("| model | sample (px) | Gaussians | method | vertices | export s (total) | glb MB | IoU mean / min "
           "| mesh->GT mm mean / p95 | GT->mesh mm mean / p95 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['fit']} | {r['key']} | {r['gaussians']:,} | {r['method']} | {r['vertices']:,} | "
+        print(f"| {r['fit']} | {r['key']} ({r['resolution']}) | {r['gaussians']:,} | {r['method']} | {r['vertices']:,} | "
               f"{r['total_s'] + r['write_s']:.1f} | {r['MB']:.1f} | {r['iou_mean']:.3f} / {r['iou_min']:.3f} | "
               f"{r['to_gt_mean_mm']:.1f} / {r['to_gt_p95_mm']:.1f} | {r['from_gt_mean_mm']:.1f} / {r['from_gt_p95_mm']:.1f} |")
 

@@ -219,3 +219,15 @@ def test_cli_bad_input_exits_1(tmp_path, capsys):
     assert charactershot(["view", str(tmp_path / "mixed"), "--out", str(tmp_path / "p")]) == 1
     assert "b.ply: 4 Gaussians, but a.ply has 3" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_export_modules_load_no_bpy_or_torch_at_import():
+    import subprocess
+    import sys
+
+    code = ("import sys; import reference_model.export.viewer, reference_model.export.rig, reference_model.export.mesh, "
+            "reference_model.export.ik, reference_model.export.blender_rig, reference_model.export.blender_gt; "
+            "print(sorted(m for m in ('bpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "[]"
