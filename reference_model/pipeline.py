@@ -270,6 +270,8 @@ class CharacterShotPipeline(DiffusionPipeline):
             # The CogVideoX VAE maps 1 + 4k frames to 1 + k latents, and decodes an odd latent count back to
             # 1 + 4k frames (an even count comes back as 4 (1 + k)): so 1 + 8m frames (9, 17, 25, 49).
             raise ValueError(f"poses: expected 1 + {step} m frames (9, 17, 25, ...), got {frames}")
+        if cameras is not None and not all(hasattr(cameras, a) for a in ("Ks", "viewmats", "width", "height")):
+            raise TypeError(f"cameras: expected a character4d.cameras.Cameras, got {type(cameras).__name__}")
         if self.multiview and self.camera_encoder is not None:
             if cameras is None:
                 raise ValueError("cameras: required by the camera encoder (one camera per image)")
@@ -335,7 +337,10 @@ class CharacterShotPipeline(DiffusionPipeline):
         return out
 
     def _denoise_group(self, latents, prompt_embeds, reference, pose, camera, timesteps, guidance_scale,
-                       use_dynamic_cfg, num_inference_steps, progress, parallel, callback):  # fmt: skip
+                       use_dynamic_cfg, num_inference_steps, progress, parallel, callback, seed):  # fmt: skip
+        # The DPM scheduler adds fresh noise every step: a generator per group, seeded from the caller's,
+        # keeps a group's result independent of which process runs it.
+        step_generator = torch.Generator().manual_seed(seed)
         frames, height, width = latents.shape[2], latents.shape[-2], latents.shape[-1]
         rope = self.transformer.rotary_embeddings(frames + 1, height, width, latents.device)
         view_rope = self.transformer.rotary_embeddings(latents.shape[1], height, width, latents.device) if self.multiview else None
@@ -353,7 +358,8 @@ class CharacterShotPipeline(DiffusionPipeline):
                 pred = uncond + scale * (cond - uncond)
             if isinstance(self.scheduler, CogVideoXDPMScheduler):
                 latents, old_x0 = self.scheduler.step(
-                    pred, old_x0, t, timesteps[i - 1] if i > 0 else None, latents, return_dict=False
+                    pred, old_x0, t, timesteps[i - 1] if i > 0 else None, latents, generator=step_generator,
+                    return_dict=False,
                 )
             else:
                 latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
@@ -391,7 +397,7 @@ class CharacterShotPipeline(DiffusionPipeline):
             images: ``[V, 3, H, W]`` (or ``[V, H, W, 3]``, or a list) reference image of every view, [0, 1];
                 view 0 first (it joins every group).
             poses: ``[T, 3, H, W]`` pose maps shared by all views (CharacterShot conditions every view on
-                the front view's poses) or ``[V, T, 3, H, W]`` per view; ``T = 1 + 4k`` (25).
+                the front view's poses) or ``[V, T, 3, H, W]`` per view; ``T = 1 + 8m`` (9, 17, 25).
             cameras: ``character4d.cameras.Cameras`` of the ``V`` views (square renders are placed on the
                 canvas); needed with a camera encoder.
             reference_pose: ``[3, H, W]`` (or ``[V, 3, H, W]``) pose map of the reference image; default:
@@ -462,6 +468,7 @@ class CharacterShotPipeline(DiffusionPipeline):
         # The initial noise of every group, in group order, so the result does not depend on who runs what.
         noise = [randn_tensor(shape_of(g), generator=generator, device=torch.device("cpu"), dtype=torch.float32)
                  for g in groups]  # fmt: skip
+        seeds = torch.randint(0, 2**62, (len(groups),), generator=generator).tolist()
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         mine = parallel.assign(len(groups))
@@ -473,7 +480,7 @@ class CharacterShotPipeline(DiffusionPipeline):
                 done[gi] = self._denoise_group(
                     latents, text, reference_latents[g][None], pose_latents[g][None],
                     None if camera is None else camera[g][None], timesteps, guidance_scale, use_dynamic_cfg,
-                    num_inference_steps, progress, parallel, callback_on_step,
+                    num_inference_steps, progress, parallel, callback_on_step, seeds[gi],
                 )[0]  # fmt: skip
         done = parallel.gather(done, [shape_of(g)[1:] for g in groups], dtype, device)
 

@@ -111,6 +111,18 @@ def test_without_guidance_one_batch_and_view0_from_the_first_group(pipe):
     assert out.frames.shape == (3, 3, 4, 4, 4)
 
 
+def test_dpm_scheduler_is_seeded_too(pipe):
+    from diffusers import CogVideoXDPMScheduler
+
+    ddim = pipe.scheduler
+    pipe.scheduler = CogVideoXDPMScheduler.from_config(ddim.config)
+    try:
+        a, b = (_run(pipe, seed=9, output_type="latent", use_dynamic_cfg=True).frames for _ in range(2))
+    finally:
+        pipe.scheduler = ddim
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_stage1_pipeline_generates_each_view_alone():
     p = tiny_pipeline(stage=1)
     p.set_progress_bar_config(disable=True)
