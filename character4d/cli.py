@@ -11,7 +11,19 @@ import os
 import sys
 from pathlib import Path
 
-from character4d.config import CODECS, ENGINES, POSE_VARIANTS, RIG_FIELDS, ROOT_MOTIONS, RunConfig, field_docs, parse_start
+from character4d.config import (
+    CODECS,
+    ENGINES,
+    OUTPUT_FORMATS,
+    PAIRINGS,
+    POSE_VARIANTS,
+    RIG_FIELDS,
+    ROOT_MOTIONS,
+    RunConfig,
+    RunPlan,
+    field_docs,
+    parse_start,
+)
 from character4d.charactershot_layouts import EXPORT_LAYOUTS
 from character4d.errors import EXIT_BAD_INPUT, EXIT_OK, exit_code
 
@@ -59,26 +71,30 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_render_args(p: argparse.ArgumentParser) -> None:
+    plan_docs, plan = field_docs(RunPlan), RunPlan()
     p.add_argument("--characters", nargs="+", type=Path, help="character files or folders (default: embedded data)")
     p.add_argument("--motions", nargs="+", type=Path, help="motion files or folders (default: embedded data)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--pairing", choices=("product", "zip"), default="product",
-                   help="every character x every motion (product), or one motion per character (zip)")
-    p.add_argument("--shard", default="0/1", help="I/N: render every N-th job starting at I (default 0/1)")
-    p.add_argument("--format", dest="fmt", choices=("shards", "folders"), default="shards")
-    p.add_argument("--samples-per-tar", type=int, default=8, help="samples per shard tar (default 8)")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="also render again the jobs recorded as failed for a bad input (crashed jobs are retried "
-                        "anyway, up to --max-attempts)")
-    p.add_argument("--max-attempts", type=int, default=3,
-                   help="render a job whose worker crashed (killed, out of memory) at most this often over all "
-                        "runs (default 3)")
+    group = p.add_argument_group("job list and output (RunPlan)")
+    group.add_argument("--pairing", choices=PAIRINGS, default=plan.pairing, help=plan_docs["pairing"])
+    group.add_argument("--shard", default="0/1", metavar="I/N", help=plan_docs["shard"] + " (default 0/1)")
+    group.add_argument("--format", dest="fmt", choices=OUTPUT_FORMATS, default=plan.fmt, help=plan_docs["fmt"])
+    group.add_argument("--samples-per-tar", type=int, default=plan.samples_per_tar,
+                       help=f"{plan_docs['samples_per_tar']} (default {plan.samples_per_tar})")
+    group.add_argument("--retry-failed", action="store_true", help=plan_docs["retry_failed"])
+    group.add_argument("--max-attempts", type=int, default=plan.max_attempts,
+                       help=f"{plan_docs['max_attempts']} (default {plan.max_attempts})")
     _add_config_args(p)
     p.add_argument("--ray", type=int, metavar="N", default=None,
                    help="fan the job list out as N shards over a Ray cluster (RAY_ADDRESS, or a local one)")
     p.add_argument("--ray-cpus", type=int, default=None,
                    help="start the local Ray cluster with this many CPUs (default: all); ignored with RAY_ADDRESS")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run_plan(a: argparse.Namespace, shard: tuple[int, int] = (0, 1)) -> RunPlan:
+    return RunPlan(pairing=a.pairing, shard=shard, fmt=a.fmt, samples_per_tar=a.samples_per_tar,
+                   retry_failed=a.retry_failed, max_attempts=a.max_attempts)
 
 
 def _render_config(a: argparse.Namespace) -> RunConfig:
@@ -106,19 +122,14 @@ def cmd_render(a: argparse.Namespace) -> int:
     if a.ray is not None:
         from character4d.ray_driver import render_with_ray
 
-        summaries = render_with_ray(a.characters, a.motions, a.out, cfg, a.ray, fmt=a.fmt,
-                                    samples_per_tar=a.samples_per_tar, pairing=a.pairing,
-                                    retry_failed=a.retry_failed, max_attempts=a.max_attempts, num_cpus=a.ray_cpus)
+        summaries = render_with_ray(a.characters, a.motions, a.out, cfg, a.ray, _run_plan(a), num_cpus=a.ray_cpus)
         for summary in summaries:
             _print_summary(summary)
         bad = sum(len(s.failed) + len(s.crashed) for s in summaries)
         print(f"ray: {len(summaries)} shards, {sum(len(s.done) for s in summaries)} samples rendered, "
               f"{bad} failed or crashed; output in {a.out}")
         return EXIT_BAD_INPUT if bad else EXIT_OK
-    shard = parse_shard(a.shard)
-    summary = render(a.characters, a.motions, a.out, cfg, shard=shard, fmt=a.fmt,
-                     samples_per_tar=a.samples_per_tar, progress=not a.quiet, pairing=a.pairing,
-                     retry_failed=a.retry_failed, max_attempts=a.max_attempts)
+    summary = render(a.characters, a.motions, a.out, cfg, _run_plan(a, parse_shard(a.shard)), progress=not a.quiet)
     _print_summary(summary)
     return EXIT_OK if summary.ok else EXIT_BAD_INPUT
 

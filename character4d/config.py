@@ -238,3 +238,47 @@ def field_docs(cls: type) -> dict[str, str]:
         else:
             inside = False
     return docs
+
+
+PAIRINGS = ("product", "zip")
+OUTPUT_FORMATS = ("shards", "folders")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How one render call cuts the job list and lays out its output (besides the `RunConfig`).
+
+    Attributes:
+        pairing: "product" (every character with every motion) or "zip" (character i with motion i,
+            cycling through the shorter list).
+        shard: (i, N): render every N-th job of the sorted job list starting at job i (a SLURM array
+            maps its task id onto i).
+        fmt: "shards" (webdataset tars) or "folders" (one folder per sample).
+        samples_per_tar: samples per shard tar; 8 keeps a 512 px tar near 600 MB.
+        retry_failed: render again the jobs recorded as failed for a bad input (and crashed jobs that
+            used up their attempts).
+        max_attempts: attempts a job whose worker crashes (killed, out of memory) gets over all runs.
+    """
+
+    pairing: str = "product"
+    shard: tuple[int, int] = (0, 1)
+    fmt: str = "shards"
+    samples_per_tar: int = 8
+    retry_failed: bool = False
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing: expected one of {PAIRINGS}, got {self.pairing!r}")
+        if self.fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"fmt: expected one of {OUTPUT_FORMATS}, got {self.fmt!r}")
+        shard = tuple(self.shard)
+        if len(shard) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard) or not (
+            shard[1] >= 1 and 0 <= shard[0] < shard[1]
+        ):
+            raise ValueError(f"shard: expected (i, N) with 0 <= i < N, got {self.shard!r}")
+        object.__setattr__(self, "shard", shard)
+        for name in ("samples_per_tar", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from character4d.blender.character import CHARACTER_SUFFIXES, MOTION_SUFFIXES  # bpy only inside functions
-from character4d.config import RunConfig
+from character4d.config import PAIRINGS, RunConfig, RunPlan
 from character4d.errors import InputError
 from character4d.format import Sample
 from character4d.jobs import Job, RunSummary, make_jobs, run_jobs
-from character4d.jobs.runner import DEFAULT_MAX_ATTEMPTS, WorkerCrashError
+from character4d.jobs.runner import WorkerCrashError
 
 # The worker process: ``python -m character4d.blender.worker JOB.json`` (the only place bpy is imported).
 # CHARACTER4D_WORKER_MODULE names another module with the same job-file protocol (the test suite uses a
@@ -138,9 +138,6 @@ def _default_characters() -> list[Path]:
     return sorted(expected)
 
 
-PAIRINGS = ("product", "zip")
-
-
 def pair_jobs(chars: Sequence[Path], motions: Sequence[Path], pairing: str = "product") -> list[Job]:
     """The sorted job list: every character with every motion ("product"), or one motion per character
     ("zip": character i with motion i, cycling through the shorter list).
@@ -160,27 +157,26 @@ def pair_jobs(chars: Sequence[Path], motions: Sequence[Path], pairing: str = "pr
 
 
 def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path, cfg: RunConfig,
-           shard: tuple[int, int] = (0, 1), fmt: str = "shards", samples_per_tar: int = 8,
-           progress: bool = True, pairing: str = "product", retry_failed: bool = False,
-           max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> RunSummary:
+           plan: RunPlan | None = None, progress: bool = True) -> RunSummary:
     """Render a slice of the characters x motions job list into ``out``.
 
     Args:
         characters: character files/folders (None: the embedded default characters).
         motions: motion files/folders (None: the embedded default motions).
         out: output directory.
-        cfg: run settings.
-        shard: (i, N) slice of the sorted job list.
-        fmt: "shards" or "folders".
-        samples_per_tar: samples per tar part.
+        cfg: what to render (pixels and their encoding).
+        plan: how the job list is paired, sliced and written, and what is retried (default `RunPlan()`).
         progress: show progress bars.
-        pairing: "product" (every character x every motion) or "zip" (one motion per character).
-        retry_failed: render again the jobs recorded as failed for a bad input.
-        max_attempts: attempts a job whose worker crashes gets over all runs.
 
     Returns:
         The run summary (done, skipped, failed and crashed with reasons, framing warnings).
+
+    Raises:
+        InputError: when no character or motion file is found.
+        FileNotFoundError: for an input path that does not exist.
+        ConfigMismatchError: if ``out`` was started with another config or job slice.
     """
+    plan = RunPlan() if plan is None else plan
     from character4d.jobs import collect_inputs
 
     if not characters or not motions:  # None or empty: the embedded default data
@@ -192,7 +188,7 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
         raise InputError(f"--characters: no character files ({', '.join(CHARACTER_SUFFIXES)}) in {characters}")
     if not mots:
         raise InputError(f"--motions: no motion files ({', '.join(MOTION_SUFFIXES)}) in {motions}")
-    jobs = pair_jobs(chars, mots, pairing)
+    jobs = pair_jobs(chars, mots, plan.pairing)
     bar = _ImageBar(progress)
 
     def render_fn(job: Job, scratch: Path) -> Sample:
@@ -205,8 +201,9 @@ def render(characters: Sequence[Path] | None, motions: Sequence[Path] | None, ou
     # Thread count changes speed, not pixels: it stays out of the recorded config, so a resumed run may
     # use another one.
     recorded = {k: v for k, v in cfg.to_json().items() if k != "threads"}
-    return run_jobs(jobs, render_fn, out, shard=shard, config=recorded, fmt=fmt, samples_per_tar=samples_per_tar,
-                    progress=progress, retry_failed=retry_failed, max_attempts=max_attempts, warn_fn=_framing_warning)
+    return run_jobs(jobs, render_fn, out, shard=plan.shard, config=recorded, fmt=plan.fmt,
+                    samples_per_tar=plan.samples_per_tar, progress=progress, retry_failed=plan.retry_failed,
+                    max_attempts=plan.max_attempts, warn_fn=_framing_warning)
 
 
 def _framing_warning(sample: Sample) -> str | None:

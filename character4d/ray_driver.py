@@ -8,22 +8,22 @@ worker's working directory is not the driver's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from character4d.config import RunConfig
+from character4d.config import RunConfig, RunPlan
 from character4d.jobs import RunSummary
-from character4d.jobs.runner import DEFAULT_MAX_ATTEMPTS
 
 
-def _render_shard(characters: list[str] | None, motions: list[str] | None, out: str, cfg_json: dict, i: int,
-                  n: int, options: dict[str, Any]) -> dict:
+def _render_shard(characters: list[str] | None, motions: list[str] | None, out: str, cfg_json: dict,
+                  plan: dict[str, Any]) -> dict:
     from character4d.pipeline import render
 
     chars = [Path(p) for p in characters] if characters else None
     mots = [Path(p) for p in motions] if motions else None
-    summary = render(chars, mots, Path(out), RunConfig.from_json(cfg_json), shard=(i, n), progress=False, **options)
+    summary = render(chars, mots, Path(out), RunConfig.from_json(cfg_json), RunPlan(**plan), progress=False)
     return summary.to_json()
 
 
@@ -32,9 +32,8 @@ def _absolute(paths: Sequence[Path | str] | None) -> list[str] | None:
 
 
 def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] | None, out: Path,
-                    cfg: RunConfig, num_shards: int, fmt: str = "shards", samples_per_tar: int = 8,
-                    cpus_per_task: int = 2, pairing: str = "product", retry_failed: bool = False,
-                    max_attempts: int = DEFAULT_MAX_ATTEMPTS, num_cpus: int | None = None) -> list[RunSummary]:
+                    cfg: RunConfig, num_shards: int, plan: RunPlan | None = None, cpus_per_task: int = 2,
+                    num_cpus: int | None = None) -> list[RunSummary]:
     """Render all ``num_shards`` slices as Ray tasks and wait for them.
 
     Connects to the cluster named by ``RAY_ADDRESS``, or starts a local one (with ``num_cpus`` CPUs)
@@ -44,11 +43,9 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
         characters, motions: inputs as for ``character4d render`` (None: embedded data).
         out: output directory, on storage every node can write.
         cfg: run settings.
-        num_shards: N.
-        fmt, samples_per_tar: output layout.
+        num_shards: N; task i renders the slice ``i/N`` (``plan.shard`` is ignored).
+        plan: pairing, output layout and retries, as for ``character4d render``.
         cpus_per_task: CPUs reserved per task (Blender gets as many threads unless ``cfg.threads`` is set).
-        pairing: "product" or "zip", as for ``character4d render``.
-        retry_failed, max_attempts: as for :func:`character4d.jobs.run_jobs`.
         num_cpus: CPUs of a local cluster started here (None: all of the machine's).
 
     Returns:
@@ -69,9 +66,9 @@ def render_with_ray(characters: Sequence[Path] | None, motions: Sequence[Path] |
     task = ray.remote(num_cpus=cpus_per_task)(_render_shard)
     if not cfg.threads:  # Blender would use every core of the node, whatever Ray reserved
         cfg = cfg.replace(threads=cpus_per_task)
-    options = {"fmt": fmt, "samples_per_tar": samples_per_tar, "pairing": pairing, "retry_failed": retry_failed,
-               "max_attempts": max_attempts}
+    plan = RunPlan() if plan is None else plan
     out = Path(out).expanduser().resolve()
-    refs = [task.remote(_absolute(characters), _absolute(motions), str(out), cfg.to_json(), i, num_shards, options)
+    refs = [task.remote(_absolute(characters), _absolute(motions), str(out), cfg.to_json(),
+                        {**dataclasses.asdict(plan), "shard": (i, num_shards)})
             for i in range(num_shards)]
     return [RunSummary.from_json(d) for d in ray.get(refs)]

@@ -152,3 +152,15 @@ def test_sample_meta_owns_meta_json():
     assert len(info.value.problems) == 3 and "c1__m0" in str(info.value)
     with pytest.raises(SampleFormatError, match="lacks required keys: joint_names"):
         SampleMeta.from_json({k: v for k, v in sample.meta.items() if k != "joint_names"})
+
+
+def test_run_plan_checks_its_fields():
+    from character4d.config import RunPlan
+
+    assert RunPlan(shard=[1, 4]).shard == (1, 4)
+    for bad, match in (({"shard": (4, 4)}, "shard"), ({"fmt": "zip"}, "fmt"), ({"pairing": "all"}, "pairing"),
+                       ({"max_attempts": 0}, "max_attempts"), ({"samples_per_tar": True}, "samples_per_tar")):
+        with pytest.raises(ValueError, match=match):
+            RunPlan(**bad)
+    render = next(a for a in build_parser()._subparsers._actions if a.dest == "command").choices["render"]
+    assert "every N-th job of the sorted job list" in " ".join(render.format_help().split())
