@@ -132,11 +132,10 @@ def test_gradient_checkpointing_and_bad_inputs():
 
 
 def test_stage1_without_rope_converts_too():
-    stage1 = tiny_stage1()
-    config = {**TINY_TRANSFORMER, "use_rotary_positional_embeddings": False, "use_learned_positional_embeddings": False}
-    torch.manual_seed(0)
     from reference_model.transformer import PoseTransformer3DModel
 
+    config = {**TINY_TRANSFORMER, "use_rotary_positional_embeddings": False, "use_learned_positional_embeddings": False}
+    torch.manual_seed(0)
     stage1 = PoseTransformer3DModel(**config).eval()
     model = MultiViewTransformer3DModel.from_stage1(stage1).eval()
     x = _inputs(batch=1)
