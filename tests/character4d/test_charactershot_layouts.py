@@ -49,6 +49,8 @@ def _released_finetune_reads(root: Path, seq: str) -> tuple[list[list[str]], lis
 def test_export_charactershot_train(shard, tmp_path, capsys):
     root = tmp_path / "Gaojunyao" / "Character4D"
     assert main(["export", str(shard), "--layout", "charactershot-train", "--out", str(root)]) == 0
+    assert main(["export", str(shard), "--layout", "folders", "--out", str(tmp_path / "folders")]) == 0
+    assert sorted(s.key for s in open_samples(tmp_path / "folders")) == ["ann__walk", "bob__jump"]
     assert "exported 2 samples" in capsys.readouterr().out
     assert (root / "train.txt").read_text().splitlines() == ["ann__walk", "bob__jump"]
     for sample in open_samples(shard):
