@@ -53,7 +53,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         doc = docs[name].replace("%", "%%")
         if isinstance(default, bool):
             if default:  # on by default: the flag turns it off
-                group.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=f"turn off: {doc}")
+                group.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=f"switch off (on by default): {doc}")
             else:
                 group.add_argument(flag, dest=name, action="store_true", help=doc)
             continue
