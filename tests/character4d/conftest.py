@@ -12,9 +12,9 @@ HAS_BPY = importlib.util.find_spec("bpy") is not None
 
 
 def need_assets() -> Path:
-    if not ASSETS.is_dir():
-        pytest.skip(f"third-party assets not found at {ASSETS} (they live beside the repository, in ../shared)")
-    return ASSETS
+    from tests.conftest import shared_assets  # skips without ../shared; fails under CI=true
+
+    return shared_assets()
 
 
 @pytest.fixture(scope="session")

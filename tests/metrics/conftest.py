@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-# The third-party test assets live beside the repository, never inside it (see ../shared/assets/README.md).
-ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
 
 
 def _require_weights(name: str) -> None:
@@ -64,10 +62,10 @@ def lpips_nets():
 
 @pytest.fixture(scope="session")
 def assets() -> Path:
-    """The shared third-party assets folder (skips when this checkout has no ../shared/assets)."""
-    if not ASSETS.is_dir():
-        pytest.skip(f"test assets not found at {ASSETS} (a fresh clone has no ../shared/assets)")
-    return ASSETS
+    """The shared third-party assets folder (skips without ../shared/assets; fails under CI=true)."""
+    from tests.conftest import shared_assets
+
+    return shared_assets()
 
 
 def load_image(path: Path) -> torch.Tensor:

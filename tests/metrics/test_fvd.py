@@ -212,7 +212,7 @@ def test_published_fvd_constant_clips_end_to_end(i3d):
     zeros, ones = torch.zeros(2, 9, 3, 16, 16), torch.ones(2, 9, 3, 16, 16)
     got = fvd(ones, zeros, model=i3d)
     print(f"FVD T=9 (end to end): {got:.4f}")
-    assert got == pytest.approx(PUBLISHED_FVD[9], rel=2e-3)
+    assert got == pytest.approx(PUBLISHED_FVD[9], rel=1e-5)
 
 
 @pytest.mark.weights
@@ -222,4 +222,4 @@ def test_published_fvd_constant_clips(i3d_constant_logits, num_frames):
     # Sets of identical clips: zero covariances, the distance of the mean logits.
     got = frechet_distance(logits[[0, 0, 0]], logits[[1, 1]])
     print(f"FVD T={num_frames}: {got:.4f}")
-    assert got == pytest.approx(PUBLISHED_FVD[num_frames], rel=2e-3)
+    assert got == pytest.approx(PUBLISHED_FVD[num_frames], rel=1e-5)
