@@ -4,7 +4,9 @@ Modules (nothing heavy is imported here; torch and the metric networks load insi
 
 - ``protocol``: the frozen, versioned :class:`~characterbench.protocol.Protocol` (``PROTOCOL_V1``)
   and its tensor functions (compositing, resizing, FVD clip construction);
-- ``tasks``: registries of tasks (``multiview``, ``apose``) and metrics;
+- ``registry``: named registries that miss helpfully; ``metric_specs``: every metric (``METRICS``);
+- ``tasks``: one file per task (``multiview``, ``apose``, ``pose``) and the registry ``TASKS``;
+- ``pose``: pose-map decoding, triangulation and pose errors (numpy);
 - ``groundtruth``: ground truth through ``character4d.format``, its manifest hash;
 - ``predictions``: prediction folder layout, validation (every problem at once), reading;
 - ``config`` / ``evaluate``: :class:`~characterbench.config.EvalConfig` and
@@ -13,8 +15,19 @@ Modules (nothing heavy is imported here; torch and the metric networks load insi
 - ``results``: the typed result record and its JSON schema;
 - ``report``: heat maps and worst-cell contact sheets;
 - ``leaderboard``: boards, submission checks, generated Markdown/HTML;
+- ``submission``: re-scoring submitted records, prediction manifests, board verification;
 - ``baselines``: ground-truth, static A-pose and front-view prediction folders;
 - ``cli``: the ``characterbench`` command.
 """
 
-__version__ = "0.1.0"
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is the one place it is written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("character4d-toolkit")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

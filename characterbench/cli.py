@@ -3,7 +3,7 @@
 Subcommands: ``eval``, ``validate``, ``ls``, ``report``, ``leaderboard build``, ``leaderboard
 register-gt``, ``leaderboard verify``, ``submit``, ``baseline``, ``weights fetch``, ``weights status``. Exit status 0 on
 success, 1 when the input is wrong (invalid predictions, rejected submission, missing weights...),
-2 for command-line usage errors.
+2 for command-line usage errors (the policy of ``character4d.errors``, shared by all the project's CLIs).
 """
 
 from __future__ import annotations
@@ -354,8 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``characterbench`` console script.
 
     Returns:
-        The exit status (0 success, 1 invalid input or failed check, 2 usage error).
+        The exit status, by the project's one policy (``character4d.errors``): 0 success, 1 the input is
+        bad (invalid predictions or ground truth, a refused submission, missing weights, a failed
+        verification), 2 the command line is (unknown task or metric, an impossible combination).
     """
+    from character4d.errors import EXIT_BAD_INPUT, EXIT_USAGE, InputError, exit_code
     from characterbench.groundtruth import GroundTruthError
     from characterbench.leaderboard import SubmissionError
     from characterbench.predictions import InvalidPredictionsError
@@ -365,17 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InvalidPredictionsError, SubmissionError, InvalidResultsError, GroundTruthError) as exc:
+    except (InvalidPredictionsError, SubmissionError, InvalidResultsError, GroundTruthError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError, WeightsError) as exc:
-        # KeyError's str() adds quotes; show the message itself.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    except KeyError as exc:  # an unknown task, metric, baseline or protocol version: the command line
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, FileNotFoundError, FileExistsError, WeightsError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except OSError as exc:  # an image that passed validation but fails to decode, a read error
         print(f"error: cannot read or decode an input file: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

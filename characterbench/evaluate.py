@@ -341,7 +341,9 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
     levels = {m: METRICS.get(m).level for m in metric_names}
     set_metrics = tuple(m for m in metric_names if levels[m] == "set")
     if set_metrics and len(gt_index.samples) < 2:
-        raise ValueError(
+        from character4d.errors import InputError
+
+        raise InputError(
             f"{', '.join(set_metrics)} pool statistics over samples and need at least 2, got {len(gt_index.samples)}; "
             "evaluate more samples or select per-image metrics only (--metrics)"
         )

@@ -207,7 +207,7 @@ def test_malformed_folder_fails_before_any_metric(gt_pred, gt_shard, tmp_path, c
 
 def test_usage_errors(baselines, gt_shard, tmp_path, capsys, monkeypatch):
     args = ["eval", "--pred", str(baselines["ground-truth"]), "--gt", str(gt_shard), "--out", str(tmp_path / "r.json"), "--quiet"]
-    assert main(args + ["--metrics", "ssmi"]) == 1
+    assert main(args + ["--metrics", "ssmi"]) == 2  # a usage error (character4d.errors policy)
     assert "did you mean 'ssim'" in capsys.readouterr().err
     # Set-level metrics pool over samples: one sample is refused, with the reason.
     from character4d.format import open_samples
