@@ -283,8 +283,11 @@ def foot_contacts(joints: np.ndarray, cfg: IKConfig) -> np.ndarray:
     ankles = joints[:, [_J["leftFoot"], _J["rightFoot"]]]  # [F, 2, 3]
     low = ankles[..., 2] <= np.nanmin(ankles[..., 2]) + cfg.contact_height
     step = np.linalg.norm(np.diff(ankles[..., :2], axis=0), axis=-1) * cfg.fps  # [F-1, 2]
-    speed = np.concatenate([step[:1], np.maximum(step[1:], step[:-1]), step[-1:]]) if len(step) > 1 else \
-        np.zeros_like(low, dtype=float) if len(step) == 0 else np.concatenate([step, step])
+    if len(step) == 0:
+        return low
+    # a frame's speed: the faster of its two steps (so lift-off and touch-down frames are not contacts)
+    padded = np.concatenate([step[:1], step, step[-1:]])
+    speed = np.maximum(padded[:-1], padded[1:])
     return low & (speed < cfg.contact_speed)
 
 
