@@ -53,7 +53,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         doc = docs[name].replace("%", "%%")
         if isinstance(default, bool):
             if default:  # on by default: the flag turns it off
-                group.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=f"switch off (on by default): {doc}")
+                group.add_argument("--no-" + flag[2:], dest=name, action="store_false",
+                                   help=f"switch off (on by default): {doc}")
             else:
                 group.add_argument(flag, dest=name, action="store_true", help=doc)
             continue
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``character4d`` command line; returns the exit status (character4d.errors: 0 ok, 1 bad input, 2 usage)."""
+    """Run the ``character4d`` command line; returns the exit status (character4d.errors: 0 ok, 1 bad input,
+    2 usage)."""
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from character4d.format.codecs import WEBP_METHOD, _encode_depth, encode_json, encode_npy, encode_png, encode_webp, encode_webp_stack
+from character4d.format.codecs import (
+    WEBP_METHOD,
+    _encode_depth,
+    encode_json,
+    encode_npy,
+    encode_png,
+    encode_webp,
+    encode_webp_stack,
+)
 from character4d.format.names import (
     APOSE_JOINTS,
     CAMERAS,
@@ -41,7 +49,9 @@ def _image(stack: Any, index: tuple[int, ...], arg: str, dtype: type, shape: tup
     return array
 
 
-def _complete_meta(meta: Mapping[str, Any] | SampleMeta, key: str, num_views: int, num_frames: int, resolution: int) -> dict:
+def _complete_meta(
+    meta: Mapping[str, Any] | SampleMeta, key: str, num_views: int, num_frames: int, resolution: int
+) -> dict:
     # Fill what the arrays already say; a conflicting value is an error, never overwritten.
     character_id, motion_id = parse_key(key)
     derived = {

@@ -151,7 +151,10 @@ class _SampleChecker:
             try:
                 with Image.open(io.BytesIO(self.sample.files[name])) as image:
                     size, mode, fmt = image.size, image.mode, image.format
-                    count = len(stack_frame_map(self.sample.files[name], num_frames)) if parsed.stack else getattr(image, "n_frames", 1)
+                    if parsed.stack:
+                        count = len(stack_frame_map(self.sample.files[name], num_frames))
+                    else:
+                        count = getattr(image, "n_frames", 1)
                     if self.decode:
                         for f in range(count):  # the whole pixel stream: a truncated file fails here
                             image.seek(f)
@@ -159,7 +162,8 @@ class _SampleChecker:
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 wrong.append(f"{name}: not a readable image ({exc})")
                 continue
-            if fmt != fmt_wanted or mode not in modes or size != (resolution, resolution) or not (colour or fmt == "PNG"):
+            wrong_kind = fmt != fmt_wanted or mode not in modes or not (colour or fmt == "PNG")
+            if wrong_kind or size != (resolution, resolution):
                 got = f"{size[0]}x{size[1]} {fmt} {mode}"
                 wrong.append(f"{name}: expected {resolution}x{resolution} {fmt_wanted} {modes[0]}, got {got}")
             elif count != (num_frames if parsed.stack else 1):

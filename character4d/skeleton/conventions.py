@@ -209,5 +209,7 @@ def unregister_convention(name: str) -> None:
     """
     if name in _BUILT_IN or name not in _TABLES:
         registered = [k for k in _TABLES if k not in _BUILT_IN]
-        raise ValueError(f"name: {name!r} is not a registered convention (registered: {', '.join(registered) or 'none'})")
+        raise ValueError(
+            f"name: {name!r} is not a registered convention (registered: {', '.join(registered) or 'none'})"
+        )
     del _TABLES[name]

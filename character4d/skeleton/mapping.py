@@ -36,7 +36,8 @@ class SkeletonMap:
     """Which source bone plays which canonical humanoid bone.
 
     Attributes:
-        convention: The naming convention that matched (one of ``conventions()``, or ``"autorig"`` for fitted skeletons).
+        convention: The naming convention that matched (one of ``conventions()``, or ``"autorig"`` for
+            fitted skeletons).
         bones: canonical name -> source bone name, for every mapped bone (body, fingers, eyes).
         unmapped: Source bones that play no canonical role (roots, twist/leaf bones, props, ...).
     """
@@ -145,10 +146,10 @@ def _unmappable(names: Sequence[str], convention: str, bones: Mapping[str, str])
 def map_skeleton(bone_names: Sequence[str], parents: Any = None) -> SkeletonMap:
     """Map a source skeleton onto the canonical humanoid.
 
-    Every known convention (:func:`conventions`, including registered ones) is tried; the one matching the most ``REQUIRED_BONES``
-    wins, name tables before the heuristic, then the one matching the most bones. Names may carry
-    namespaces (``mixamorig:``, ``Armature|``, ``rig:``) or prefixes ending in a separator
-    (``Character1_``); matching is case-insensitive.
+    Every known convention (:func:`conventions`, including registered ones) is tried; the one matching the
+    most ``REQUIRED_BONES`` wins, name tables before the heuristic, then the one matching the most bones.
+    Names may carry namespaces (``mixamorig:``, ``Armature|``, ``rig:``) or prefixes ending in a
+    separator (``Character1_``); matching is case-insensitive.
 
     Args:
         bone_names: ``[B]`` source bone names.
