@@ -218,14 +218,14 @@ def _build_clip(protocol: Protocol, device: Any, home: Any) -> BuiltMetric:
 
 
 def _build_i3d(protocol: Protocol, device: Any, home: Any) -> BuiltMetric:
-    from characterbench.protocol import RESIZE_FILTERS
     from metrics.fvd import FVDConfig, i3d_features
     from metrics.i3d import load_i3d
+    from metrics.resize import get_filter
 
     digest = _checked_weight_hash("i3d_kinetics400", protocol.i3d_weights_sha256, protocol, home)
-    mode, antialias = RESIZE_FILTERS.get(protocol.resize_filter)
+    flt = get_filter(protocol.resize_filter)
     # Clips arrive already resized by the protocol; the config only matters if they did not.
-    config = FVDConfig(size=protocol.fvd_resolution, resize_filter=mode, antialias=antialias)
+    config = FVDConfig(size=protocol.fvd_resolution, resize_filter=flt.mode, antialias=flt.antialias)
     i3d = load_i3d(device=device, home=home)
     return BuiltMetric(
         features=lambda clips, bs: i3d_features(clips.to(device), i3d, config, bs).double().cpu(),

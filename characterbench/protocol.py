@@ -22,14 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# The protocol's resize filter is a name of the one registry shared with FVD (light: torch loads when resizing).
+from metrics.resize import RESIZE_FILTERS
+
 if TYPE_CHECKING:  # torch is imported inside the functions that need it
     import torch
 
-RESIZE_FILTERS = {
-    # name: (torch.nn.functional.interpolate mode, antialias)
-    "bilinear-antialias": ("bilinear", True),
-    "bicubic-antialias": ("bicubic", True),
-}
 FVD_VARIANTS = ("fvd_f", "fvd_v", "fvd_d", "fv4d")
 
 
@@ -254,17 +252,15 @@ def resize(images: "torch.Tensor", size: int, filter_name: str) -> "torch.Tensor
     Raises:
         ValueError: Unknown filter or non-square input.
     """
-    import torch.nn.functional as F
+    from metrics.resize import get_filter
+    from metrics.resize import resize as resize_named
 
-    if filter_name not in RESIZE_FILTERS:
-        raise ValueError(f"unknown resize filter {filter_name!r}; known: {sorted(RESIZE_FILTERS)}")
+    get_filter(filter_name)
     if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
         raise ValueError(f"expected square images [N, C, H, H], got shape {tuple(images.shape)}")
     if images.shape[-1] == size:
         return images
-    mode, antialias = RESIZE_FILTERS[filter_name]
-    out = F.interpolate(images, size=(size, size), mode=mode, antialias=antialias, align_corners=False)
-    return out.clamp_(0.0, 1.0)
+    return resize_named(images, size, filter_name).clamp_(0.0, 1.0)
 
 
 def prepare_images(rgbas: list[np.ndarray], size: int, protocol: Protocol) -> "torch.Tensor":

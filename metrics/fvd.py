@@ -20,7 +20,6 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from metrics._checks import check_tensor
@@ -51,7 +50,7 @@ __all__ = [
     "trace_sqrt_product",
 ]
 
-_FILTERS = ("bilinear", "bicubic", "nearest", "area", "bilinear_tf1")
+_FILTERS = ("bilinear", "bicubic", "nearest", "area", "bilinear_tf1")  # the metrics.resize names FVD accepts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +72,11 @@ class FVDConfig:
     size: int = 224
     resize_filter: str = "bilinear"
     antialias: bool = False
+
+    @property
+    def filter_name(self) -> str:
+        """The :data:`metrics.resize.RESIZE_FILTERS` name of this filter and antialiasing choice."""
+        return f"{self.resize_filter}-antialias" if self.antialias else self.resize_filter
 
     def __post_init__(self):
         if self.resize_filter not in _FILTERS:
@@ -97,20 +101,6 @@ def check_videos(videos, name: str) -> None:
     check_tensor(videos, name, 5, "[N, T, 3, H, W]", channels=3)
 
 
-def _resize_bilinear_tf1(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """TF1 ``resize_bilinear`` (align_corners and half_pixel_centers False): ``[M, C, H, W] -> [M, C, size, size]``."""
-    for dim in (2, 3):
-        n_in = frames.shape[dim]
-        pos = torch.arange(size, dtype=torch.float64, device=frames.device) * (n_in / size)
-        i0 = pos.floor().long().clamp(max=n_in - 1)
-        i1 = (i0 + 1).clamp(max=n_in - 1)
-        shape = [1, 1, 1, 1]
-        shape[dim] = size
-        w = (pos - i0).to(frames.dtype).view(shape)
-        frames = frames.index_select(dim, i0) * (1 - w) + frames.index_select(dim, i1) * w
-    return frames
-
-
 def preprocess_videos(videos: torch.Tensor, config: FVDConfig = FVDConfig()) -> torch.Tensor:
     """Resize clips and map them to the I3D input convention.
 
@@ -121,15 +111,11 @@ def preprocess_videos(videos: torch.Tensor, config: FVDConfig = FVDConfig()) -> 
     Returns:
         ``[N, 3, T, size, size]`` in [-1, 1] (float32 at least).
     """
+    from metrics.resize import resize
+
     n, t, c, h, w = videos.shape
     frames = videos.reshape(n * t, c, h, w).to(torch.promote_types(videos.dtype, torch.float32))
-    if (h, w) != (config.size, config.size) and config.resize_filter == "bilinear_tf1":
-        frames = _resize_bilinear_tf1(frames, config.size)
-    elif (h, w) != (config.size, config.size):
-        kwargs = {"antialias": config.antialias} if config.resize_filter in ("bilinear", "bicubic") else {}
-        if config.resize_filter in ("bilinear", "bicubic"):
-            kwargs["align_corners"] = False
-        frames = F.interpolate(frames, size=(config.size, config.size), mode=config.resize_filter, **kwargs)
+    frames = resize(frames, config.size, config.filter_name)
     frames = frames * 2 - 1
     # Contiguous: the 3D convolutions are about 30% slower on the permuted strides.
     return frames.reshape(n, t, c, config.size, config.size).permute(0, 2, 1, 3, 4).contiguous()
