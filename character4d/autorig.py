@@ -317,6 +317,8 @@ _ELBOW_RATIO = 0.51
 # Stretch of the arm (fractions of the tip-to-armpit distance) whose section centres give the arm line:
 # clear of the hand and of the shoulder, where a thick arm flares into the torso.
 _ARM_LINE = (0.35, 0.9)
+# Reach below the arm's axis, in arm thicknesses, that marks the torso's side.
+_PIT_REACH = 1.5
 
 
 def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> dict:
@@ -363,7 +365,7 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
     # hood lying behind the shoulders then does not read as the torso's side.
     depth = float(np.percentile(np.abs((distal - centre) @ e1), 95)) + size
     along = (upper - tip) @ d
-    stations, centres, heights, areas, uppers = [], [], [], [], []
+    stations, centres, heights, areas, uppers, lowers = [], [], [], [], [], []
     s = 0.0
     while True:
         q = tip - s * d
@@ -383,11 +385,13 @@ def _arm_profile(points: np.ndarray, size: float, sign: float, above: float) -> 
                 heights.append(float(np.ptp(blob[:, 1]) + size))
                 areas.append(float(len(blob)))
                 uppers.append(float(blob[:, 1].max() + 0.5 * size))
+                lowers.append(float(-blob[:, 1].min() + 0.5 * size))
         s += size
     if len(stations) < 6:
         raise AutoRigError("auto-rig: cannot follow the arms into the torso (expected an A- or T-pose humanoid)")
     return {"tip": tip, "dir": d, "s": np.array(stations), "centre": np.array(centres),
-            "height": np.array(heights), "area": np.array(areas), "e2": e2, "upper": np.array(uppers)}
+            "height": np.array(heights), "area": np.array(areas), "e2": e2, "upper": np.array(uppers),
+            "lower": np.array(lowers)}
 
 
 def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
@@ -398,7 +402,9 @@ def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
     # suddenly reaches much further (into the torso's side).
     mid = (s > 0.2 * total) & (s < 0.6 * total)
     base = float(np.median(h[mid])) if mid.any() else float(np.median(h))
-    jump = np.nonzero((s > 0.3 * total) & (h > 1.9 * base))[0]
+    # The armpit: the section reaches far below the arm's axis (into the torso's side). Only downwards:
+    # a loose sleeve that survives the opening near the shoulder widens the section both ways.
+    jump = np.nonzero((s > 0.3 * total) & (h > 1.9 * base) & (prof["lower"] > _PIT_REACH * base))[0]
     armpit = int(jump[0]) if len(jump) else len(s) - 1
     s_pit = float(s[armpit])
     # The shoulder joint sits just inside the armpit (0.00-0.04 m on the rigged characters), on the

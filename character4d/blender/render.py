@@ -507,6 +507,8 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         "character_height": char.height,
         "character_scale": char.scale,
     }
+    # SampleMeta owns meta.json: it validates the document (every problem named) before it is written.
+    meta = fmt.SampleMeta.from_json(meta, key=key).to_json()
     (out / fmt.META).write_bytes(fmt.encode_json(meta))
     (out / fmt.CAMERAS).write_bytes(fmt.encode_json(cameras.to_json()))
     (out / fmt.JOINTS).write_bytes(fmt.encode_npy(joints.astype(np.float32)))
