@@ -54,7 +54,8 @@ class GenerateConfig:
         seed: Seed of the initial noise (42, the released default).
         group_size: Views per denoising pass, view 0 included (5).
         frames: Frames to generate (1 + 8m; default: the most a sample holds up to 25).
-        height: Canvas height (480). width: Canvas width (720).
+        height: Canvas height (480).
+        width: Canvas width (720).
         size: Side of the written images (default: the cameras' render size).
         dtype: ``bf16``, ``fp16`` or ``fp32`` (default: bf16 on CUDA, fp32 on CPU).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
