@@ -18,7 +18,7 @@ from character4d.cameras import project
 from character4d.config import RenderConfig
 from character4d.format import open_samples
 from character4d.skeleton import REQUIRED_BONES
-from tests.character4d.conftest import need_assets
+from tests.conftest import shared_assets
 
 pytestmark = pytest.mark.blender
 
@@ -161,7 +161,7 @@ def test_shard_is_a_plain_webdataset(default_run):
 
 
 def test_real_assets_each_character_with_each_cmu_motion(tmp_path):
-    assets = need_assets()
+    assets = shared_assets()
     chars = sorted((assets / "characters").glob("*.glb"))
     motions = sorted((assets / "motions").glob("*.fbx"))
     summary = _render(chars, motions, tmp_path)
