@@ -4,24 +4,33 @@ The Blender layer (`character4d.blender.character.autorig`) extracts the vertice
 unrigged character, calls `fit_skeleton`, builds the armature from the joints and skins it. Everything
 that decides where a joint goes lives here, so it is tested without Blender.
 
-How the joints are found (no fixed body proportions for the limb ends and the torso):
+How the joints are found (the limb ends, narrowings and the torso come from the mesh, not from fixed
+body proportions):
 
-1. The mesh is turned into a solid voxel volume (`voxelize`): the surface is rasterised, closed
-   cavities are filled, and a morphological opening removes thin shells. Skirts, capes, open sleeves and
-   hair sheets are one surface thick, so they vanish; limbs, torso and head are solid and stay.
-2. Legs: horizontal cross-sections from the floor up hold two blobs (the feet, then the legs) until they
-   merge at the crotch. The ankles are where a foot's forward reach ends (the section's depth shrinks to
-   the shin's), the hip joints are the leg axes just below the crotch.
+1. The mesh is turned into a solid voxel volume (`voxelize`, 1/128 of the height): the surface is
+   rasterised, closed cavities are filled, and a morphological opening removes thin shells. One-sided
+   skirts, capes, loose sleeves and hair sheets vanish; limbs, torso and head are solid and stay.
+2. Legs: horizontal sections from the floor up hold two blobs (the feet, then the legs), tracked up
+   to the highest layer where they are still apart (the crotch). The ankle is where a foot's forward
+   reach ends (the section's depth shrinks to the shin's); the hip joint is over the thigh's section
+   just below the crotch, at a height above it that scales with the shoulders' height.
 3. Arms: beyond the torso, the solid on each side is an arm; its principal axis gives the arm line in
    A- and T-poses alike. Walking from the fingertips inwards, sections perpendicular to the arm stay
-   small until they reach the torso (the armpit): that gives the shoulder joint. The wrist is the
-   narrowest section behind the hand.
-4. Spine: the torso's sections between the hips and the shoulders; the neck is where the column above
-   the shoulders is narrowest, the head sits on it.
+   small until they reach far below the arm's axis (the torso's side at the armpit): the shoulder
+   joint sits there on the arm's axis, one arm radius below its top edge. The wrist is the narrowest
+   section behind the palm.
+4. Torso: the neck is the shoulder line; the head joint sits at the narrowest layer of the column
+   above the shoulders (or on top of the shoulders when the head sits on the body); the spine joints
+   are between hips and neck on the torso's sections; the hips are centred between the hip joints.
+5. Left and right are fitted separately and averaged in mirror image; their disagreement, the limb
+   proportions and the order of the spine joints decide whether the fit is trusted (`RigFit.quality`,
+   `AutoRigError`).
 
 Where a joint cannot be placed between two geometric landmarks (the knee between hip and ankle, the
-elbow between shoulder and wrist, the spine joints between hips and neck) it is put at the ratio human
-rigs use (measured on the rigged characters of ../shared/assets and the Mixamo/Unreal templates).
+elbow between shoulder and wrist, the spine joints between hips and neck, where in a section's depth
+a rig puts a joint) it is put at the ratio human rigs use, measured on the rigged characters of
+../shared/assets (each constant below names its range). No finger bones are fitted: the hands of those
+meshes show separate fingers only over their last 2-4 cm.
 """
 
 from __future__ import annotations
@@ -215,7 +224,6 @@ def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dic
         AutoRigError: when the floor does not show two feet.
     """
     lowest = min(slices)
-    floor = slices[lowest]
     feet = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):
         # The first layers hold the soles; pick the blob on each side of the symmetry plane.
@@ -232,7 +240,6 @@ def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dic
             raise AutoRigError("auto-rig: cannot find two feet on the floor (expected a standing humanoid)")
         blob = _blob_near(cand, size, np.array([np.median(cand[:, 0]), np.median(cand[:, 1])]))
         feet[side] = blob[:, :2].mean(axis=0)
-    del floor
     track = {"left": [], "right": []}
     prev = dict(feet)
     split_top = None
@@ -304,9 +311,7 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
     # Hip joint: the thigh just below the crotch (a few layers down, clear of the merge).
     hip = joint(crotch - 3 * size, "UpperLeg")
     hip[2] = hip_z
-    # Toes at the ball of the foot: 70 % of the way from the heel to the toe tip.
-    sole = track[0][1]
-    return {"UpperLeg": hip, "LowerLeg": knee, "Foot": ankle, "sole": sole}
+    return {"UpperLeg": hip, "LowerLeg": knee, "Foot": ankle}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -604,14 +609,13 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
         ua = joints[f"{side}UpperArm"]
         joints[f"{side}Shoulder"] = np.array([0.15 * ua[0], (ua[1] + joints["neck"][1]) / 2, ua[2] - 0.01 * height])
         joints[f"{side}Hand_tail"] = tip * np.array([sign, 1.0, 1.0])
+        # Toes at the ball of the foot: 70 % of the way from the ankle to the toe tip on the floor.
         foot = joints[f"{side}Foot"]
-        sole = leg["left"]["sole"] * np.array([sign, 1.0, 1.0])
         floor = slices[min(slices)]
         near = floor[np.abs(floor[:, 0] - foot[0]) < 0.06 * height]
         front = float(near[:, 1].min()) if len(near) else foot[1] - 0.08 * height
         joints[f"{side}Toes"] = np.array([foot[0], foot[1] + 0.7 * (front - foot[1]), 0.012 * height])
         joints[f"{side}Toes_tail"] = np.array([foot[0], front, 0.012 * height])
-        del sole
 
     # Quality: proportions every humanoid rig has, and the agreement of the two sides.
     legs_len = float(joints["leftUpperLeg"][2] - joints["leftFoot"][2])
