@@ -24,6 +24,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,28 @@ def _model_folder(path: str | Path) -> Path:
     )
 
 
+def _check_output_rank(config: TrainConfig) -> None:
+    """Warn about a width below the values each token must predict (``patch^2 x latent channels``).
+
+    ``proj_out`` maps the model width to ``patch^2 x C`` outputs per token; with fewer dimensions than
+    outputs part of every token's prediction is out of reach, and that part of the noise is never removed
+    by the sampler (a small model with width 512 over the 192-channel space-to-depth latents left visible
+    noise in every generated frame). CogVideoX-5B: 3072 >= 2 * 2 * 16.
+    """
+    model = config.model
+    if config.pretrained or config.init_from or not model:
+        return
+    width = model.get("num_attention_heads", 48) * model.get("attention_head_dim", 64)
+    outputs = model.get("patch_size", 2) ** 2 * model.get("out_channels", 16)
+    if width < outputs:
+        warnings.warn(
+            f"model: width num_attention_heads x attention_head_dim = {width} is below patch_size^2 x out_channels = "
+            f"{outputs}: the output projection cannot reach every predicted value and samples keep part of their "
+            f"noise; use a width of at least {outputs}",
+            stacklevel=3,
+        )
+
+
 def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> DiffusionModel:
     """The model a config trains, initialised as the config says, built directly on ``device``.
 
@@ -120,6 +143,7 @@ def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> Diff
     from reference_model.transformer import PoseTransformer3DModel
     from reference_model.transformer_multiview import MultiViewTransformer3DModel
 
+    _check_output_rank(config)
     torch.manual_seed(config.seed)
     with torch.device(device):  # parameters are created where they will live (never 5B on the CPU first)
         if config.stage == "2d":
@@ -265,11 +289,26 @@ def encode_batch(batch: dict[str, Any], codec: Any, device: torch.device, genera
     }
 
 
+_RAY_CACHE: dict[tuple[bytes, bytes, int, int], torch.Tensor] = {}
+
+
 def batch_rays(batch: dict[str, Any], height: int, width: int) -> torch.Tensor:
-    """Plücker maps ``[B, V, 6, H, W]`` of the batch's cameras on the canvas (computed in float64 on CPU)."""
+    """Plücker maps ``[B, V, 6, H, W]`` of the batch's cameras on the canvas (float64 maths on CPU).
+
+    A rig has few distinct cameras (21 for Character4D), so each camera's map is computed once and kept:
+    recomputing them every step took most of a small stage-2 model's step time.
+    """
     from reference_model.camera import plucker_rays
 
-    return torch.stack([plucker_rays(k, m, height, width) for k, m in zip(batch["Ks"], batch["viewmats"])])
+    maps = []
+    for k, m in zip(batch["Ks"].reshape(-1, 3, 3), batch["viewmats"].reshape(-1, 4, 4)):
+        key = (k.numpy().tobytes(), m.numpy().tobytes(), height, width)
+        if key not in _RAY_CACHE:
+            if len(_RAY_CACHE) > 4096:
+                _RAY_CACHE.clear()
+            _RAY_CACHE[key] = plucker_rays(k[None], m[None], height, width)[0]
+        maps.append(_RAY_CACHE[key])
+    return torch.stack(maps).reshape(*batch["Ks"].shape[:2], 6, height, width)
 
 
 def training_loss(model: nn.Module, batch: dict[str, Any], codec: Any, text: TextConditioner, scheduler: Any,

@@ -140,7 +140,7 @@ def write(args: argparse.Namespace) -> int:
     views, frames = [int(v) for v in data["views"]], [int(f) for f in data["frames"]]
     rgb = data["frames_rgb"]  # [N, V, F, S, S, 3]: the square render area of the canvas
     for i, key in enumerate(data["keys"]):
-        res = int(data["resolution"][i])
+        res = int(args.size or data["resolution"][i])
         for a, v in enumerate(views):
             for b, f in enumerate(frames):
                 image = Image.fromarray(rgb[i, a, b]).resize((res, res), Image.Resampling.BICUBIC)
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("write", help="PNG prediction folder at the ground truth's size (CPU)")
     p.add_argument("--outputs", required=True)
+    p.add_argument("--size", type=int, help="side of the written images (default: the inputs' ground-truth resolution)")
     p.add_argument("--pred", required=True)
     args = parser.parse_args(argv)
     return {"pack": pack, "predict": predict, "write": write}[args.verb](args)

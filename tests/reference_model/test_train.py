@@ -194,10 +194,10 @@ def _worker(rank: int, world: int, port: int, root: str, out: str, result: str) 
     trainer.state.generator.set_state(state)
     acc.backward(trainer.loss(batch))
     ddp_grads = torch.cat([p.grad.flatten() for p in acc.unwrap_model(trainer.model).parameters()])
-    all_local = acc.gather(local_grads[None])
+    all_local = acc.gather(local_grads[None])  # collectives: every rank takes part
+    all_keys = acc.gather_for_metrics(keys, use_gather_object=True)
     if acc.is_main_process:
-        torch.save({"keys": acc.gather_for_metrics(keys, use_gather_object=True), "all_local": all_local,
-                    "ddp": ddp_grads}, result)
+        torch.save({"keys": all_keys, "all_local": all_local, "ddp": ddp_grads}, result)
     acc.wait_for_everyone()
 
 
