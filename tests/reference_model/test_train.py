@@ -212,3 +212,21 @@ def test_two_cpu_processes_see_disjoint_data_and_average_gradients(shard_root, t
     assert len(keys) == 4 and sorted(keys) == ["a__x", "a__y", "b__x", "b__y"]  # disjoint, together everything
     assert not torch.allclose(got["all_local"][0], got["all_local"][1])  # different data, different gradients
     torch.testing.assert_close(got["ddp"], got["all_local"].mean(0), rtol=1e-5, atol=1e-7)
+
+
+def test_accelerate_configs_load():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    folder = Path(__file__).resolve().parents[2] / "reference_model" / "configs"
+    names = {p.name for p in (folder / "accelerate").glob("*.yaml")}
+    assert names == {"ddp.yaml", "zero2.yaml", "zero3.yaml", "fsdp.yaml"}
+    for name in sorted(names):
+        config = ClusterConfig.from_yaml_file(folder / "accelerate" / name)
+        if config.deepspeed_config:
+            ds = json.loads((folder.parents[1] / config.deepspeed_config["deepspeed_config_file"]).read_text())
+            assert ds["zero_optimization"]["stage"] == int(name[4])
+    for name in ("small-c4d128-2d.json", "small-c4d128-multiview.json", "charactershot-2d.json",
+                 "charactershot-multiview.json"):
+        assert load_config(folder / name).stage in ("2d", "multiview")
