@@ -13,7 +13,6 @@ A board folder (``leaderboards/characterbench-v1/``) holds:
 from __future__ import annotations
 
 import datetime
-import html
 import json
 import math
 import re
@@ -355,6 +354,9 @@ def submit(
             raise SubmissionError(str(results_path), [f"not reproduced from {pred}: {d}" for d in differences])
         entry.update(submission.verification_entry(pred, files, rescored))
         entry["status"] = "reproduced with characterbench"
+        preview = Path(board_dir) / "previews" / f"{entry_path.stem}.png"
+        if submission.write_preview(pred, results.task, preview, get_protocol(results.protocol_version)):
+            entry["preview"] = preview.relative_to(board_dir).as_posix()
     else:
         entry["status"] = UNVERIFIED
     results.with_entry(entry).save(entry_path)
@@ -456,6 +458,8 @@ def entries_frame(entries: list[Results], task: str):
             rec[_column(m)] = ours.get(m, math.nan)
             if m in r.intervals and m in ours:
                 rec[f"{METRICS.get(m).label} 95% CI"] = f"[{_fmt(r.intervals[m].low)}, {_fmt(r.intervals[m].high)}]"
+        if any((e.entry or {}).get("preview") for e in rows):
+            rec["Preview"] = (r.entry or {}).get("preview")
         if any(o for _, o in split):
             rec["Other values"] = ", ".join(f"{METRICS.get(m).label if m in METRICS else m} {_fmt(v)}" for m, v in other.items()) or "–"
         rec["Date"] = r.date[:10]
@@ -498,72 +502,23 @@ def _markdown_table(frame) -> str:
         cells = []
         for c in cols:
             text = _fmt(row[c]).replace("|", "\\|")
-            if c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
+            if c == "Preview":
+                text = f"![9 views]({row[c]})" if isinstance(row[c], str) and _is_board_path(row[c]) else "–"
+            elif c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f"[{text}]({row['URL']})"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-_SORT_SCRIPT = """
-// Click a column header to sort by it; click again to reverse. The table reads fine without this.
-document.querySelectorAll("table.board").forEach(function (table) {
-  table.querySelectorAll("th").forEach(function (th, col) {
-    th.style.cursor = "pointer";
-    th.title = "sort";
-    th.addEventListener("click", function () {
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      var asc = th.getAttribute("aria-sort") !== "ascending";
-      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
-      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
-      rows.sort(function (a, b) {
-        var x = a.cells[col].getAttribute("data-sort"), y = b.cells[col].getAttribute("data-sort");
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-        return asc ? cmp : -cmp;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
-});
-"""
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _is_board_path(path: Any) -> bool:
+    """A preview path as submit writes it (``previews/<entry>.png``), nothing else (no URL, no ``..``)."""
+    return isinstance(path, str) and re.match(r"previews/[A-Za-z0-9_.-]+\.png$", path) is not None and ".." not in path
 
 
 def _is_web_url(url: Any) -> bool:
     """Only http(s) URLs become links (a ``javascript:`` or ``data:`` URL in an entry would run in the page)."""
     return isinstance(url, str) and re.match(r"https?://[^\s]+$", url, re.IGNORECASE) is not None
-
-
-def _html_table(frame, caption: str) -> str:
-    if frame.empty:
-        return f"<p><em>{html.escape(caption)}: no entries yet.</em></p>\n"
-    cols = [c for c in frame.columns if c != "URL"]
-    out = [f'<table class="board">', f"<caption>{html.escape(caption)}</caption>", "<thead><tr>"]
-    out += [f'<th scope="col">{html.escape(c)}</th>' for c in cols]
-    out.append("</tr></thead>\n<tbody>")
-    for _, row in frame.iterrows():
-        out.append("<tr>")
-        for c in cols:
-            value = row[c]
-            sort = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-            text = html.escape(_fmt(value))
-            if c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
-                text = f'<a href="{html.escape(row["URL"], quote=True)}">{text}</a>'
-            numeric = isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value))
-            cls = ' class="num"' if numeric and c not in ("Method", "Date", "Commit") else ""
-            out.append(f'<td{cls} data-sort="{html.escape(sort, quote=True)}">{text}</td>')
-        out.append("</tr>")
-    out.append("</tbody></table>\n")
-    return "\n".join(out)
 
 
 def _sections(board_dir: str | Path):
@@ -632,44 +587,10 @@ def render_markdown(board_dir: str | Path) -> str:
 
 
 def render_html(board_dir: str | Path) -> str:
-    """The board's static ``index.html`` (sortable with a small inline script, readable without it)."""
-    board, ours, apart, paper = _sections(board_dir)
-    body = [
-        f"<h1>{html.escape(board.name)}</h1>",
-        f"<p>Protocol <code>{html.escape(board.protocol_version)}</code> (fingerprint "
-        f"<code>{board.protocol_fingerprint[:16]}</code>); ground truth <code>{html.escape(board.gt_manifest_hash or 'not registered yet')}</code> "
-        f"({html.escape(board.gt_description)}).</p>",
-        "<p>Every number in the first section was re-computed by <code>characterbench submit</code> from the entry's "
-        "predictions on that ground truth. FVD is biased upwards on few samples: compare rows only at equal N, and read "
-        "the 95% bootstrap intervals. CLIP-S and FID count as protocol values only with the pinned official weights.</p>",
-        "<h2>Reproduced with characterbench</h2>",
-    ]
-    body += [_html_table(frame, title) for title, frame, _ in ours]
-    if apart:
-        body += ["<h2>Unverified</h2>", f"<p>{html.escape(_UNVERIFIED_TEXT)}</p>"]
-        body += [_html_table(frame, title) for title, frame, _ in apart]
-    body.append("<h2>Reported in papers, not reproduced</h2>")
-    if not paper:
-        body.append("<p><em>No paper tables transcribed yet.</em></p>")
-    for title, frame, table in paper:
-        body.append(
-            f"<p>Task <code>{html.escape(table['task'])}</code>. {NOT_REPRODUCED.capitalize()}: not comparable with the "
-            f"rows above. Source: {html.escape(table['source'])}.</p>"
-        )
-        if table.get("notes"):
-            body.append(f"<p><small>Notes: {html.escape(table['notes'])}</small></p>")
-        body.append(_html_table(frame, title))
-    style = (
-        "body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}td.num{text-align:right}"
-        "caption{text-align:left;font-weight:bold;padding:.3em 0}th[aria-sort=ascending]::after{content:' ▲'}"
-        "th[aria-sort=descending]::after{content:' ▼'}"
-    )
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(board.name)}</title>\n<!-- Generated by `characterbench leaderboard build`; do not edit. -->\n"
-        f"<style>{style}</style>\n</head>\n<body>\n" + "\n".join(body) + f"\n<script>{_SORT_SCRIPT}</script>\n</body>\n</html>\n"
-    )
+    """The board's static ``index.html`` (see :mod:`characterbench.page`)."""
+    from characterbench.page import render_html as render
+
+    return render(board_dir)
 
 
 def build(board_dir: str | Path | None = None) -> tuple[Path, Path]:

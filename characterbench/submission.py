@@ -215,6 +215,52 @@ def verify_board(board_dir: str | Path, gt: str | Path | None = None, prediction
     return out
 
 
+def write_preview(pred: str | Path, task_name: str, out: str | Path, protocol: Any = None, thumb: int = 96) -> Path | None:
+    """A strip of one sample's predictions: the protocol's 9 views at the middle frame (the A-pose task:
+    the same 9 views of the A-pose), composited on white, ``thumb`` px each, for the board's rows.
+
+    Args:
+        pred: A validated prediction folder (its first sample folder in name order is shown).
+        task_name: The task whose files are shown.
+        out: PNG to write.
+        protocol: The protocol (default v1).
+        thumb: Side of each view.
+
+    Returns:
+        ``out``, or None when the task's predictions are not images (pose keypoints in JSON).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from characterbench.predictions import read_prediction
+    from characterbench.protocol import PROTOCOL_V1
+    from characterbench.tasks import get_task
+
+    protocol = protocol or PROTOCOL_V1
+    task = get_task(task_name)
+    samples = sorted(p.name for p in Path(pred).iterdir() if p.is_dir())
+    if not samples:
+        return None
+    key = samples[0]
+    frame = protocol.frames[len(protocol.frames) // 2]
+    cells = [(v,) if len(task.cells(protocol)[0]) == 1 else (v, frame) for v in protocol.views]
+    tiles = []
+    for cell in cells:
+        path = next((p for p in (task.pred_path(pred, key, cell, sfx) for sfx in (".png", ".npy")) if p.is_file()), None)
+        if path is None:
+            return None
+        image = read_prediction(path)
+        rgb = image.astype(np.float64) / (255.0 if image.dtype == np.uint8 else 1.0)
+        if rgb.shape[2] == 4:
+            rgb = rgb[..., :3] * rgb[..., 3:] + (1.0 - rgb[..., 3:])
+        tile = Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((thumb, thumb), Image.BILINEAR)
+        tiles.append(np.asarray(tile))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(tiles, axis=1)).save(out, optimize=True)
+    return out
+
+
 def verification_entry(pred: str | Path, files: list[Path], rescored: Results) -> dict[str, Any]:
     """What an entry stores about its verification: the prediction manifest and where it was re-scored."""
     manifest = prediction_manifest(pred, files)

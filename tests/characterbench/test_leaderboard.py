@@ -146,9 +146,15 @@ def test_submit_and_build(board, records, baselines, gt_shard, tmp_path, capsys)
     rel = "alice__walk/view05/frame012.png"
     assert files[rel] == hashlib.sha256((baselines["static-apose"] / rel).read_bytes()).hexdigest()
     assert entry["entry"]["verified"]["tolerance"]["rel"] == 1e-4
+    # A preview strip per row: the 9 protocol views of the first sample at the middle frame.
+    from PIL import Image
+
+    assert entry["entry"]["preview"] == "previews/multiview--static-a-pose.png"
+    assert Image.open(board / entry["entry"]["preview"]).size == (9 * 96, 96)
 
     md = (board / "README.md").read_text()
-    assert "do not edit" in md and "| Method | N | PSNR ↑ | Date | Commit |" in md
+    assert "do not edit" in md and "| Method | N | PSNR ↑ | Preview | Date | Commit |" in md
+    assert "![9 views](previews/multiview--front-view.png)" in md
     assert f"| {CLEAN_COMMIT} |" in md  # full commits
     assert "[front-view](https://example.org/a<b>)" in md and "| Static A-pose | 2 |" in md
     assert md.index("Reproduced with characterbench") < md.index("MethodA")  # paper rows in their own section
@@ -158,7 +164,7 @@ def test_submit_and_build(board, records, baselines, gt_shard, tmp_path, capsys)
     assert page.scripts == 1
     ours, paper = page.tables  # the apose task has no entries: a note, no table
     assert "(apose): no entries yet." in (board / "index.html").read_text()
-    assert ours["class"] == "board" and ours["headers"] == ["Method", "N", "PSNR ↑", "Date", "Commit"]
+    assert ours["class"] == "board" and ours["headers"] == ["Method", "N", "PSNR ↑", "Preview", "Date", "Commit"]
     assert [r[0][0] for r in ours["rows"]] == ["front-view", "ground-truth", "Static A-pose"]
     psnr = {r[0][0]: float(r[2][1]) for r in ours["rows"]}
     assert psnr["ground-truth"] == 100.0 and psnr["Static A-pose"] < psnr["front-view"] < 100.0
@@ -320,6 +326,17 @@ def test_page_in_headless_chromium_sorts_by_clicked_column(board, records, basel
     )
     after = parse_tables(_dump_dom(clicked, tmp_path))
     assert [r[0][0] for r in after.tables[0]["rows"]] == ["ground-truth", "front-view", "static-apose"]
+    # Without JavaScript (the page with its script removed; --dump-dom itself needs scripting): the rows,
+    # a preview image per row and a bar chart per metric are all there.
+    import re
+
+    nojs = board / "nojs.html"
+    nojs.write_text(re.sub(r"<script>.*?</script>", "", (board / "index.html").read_text(), flags=re.S))
+    plain = _dump_dom(nojs, tmp_path)
+    assert "<script" not in plain
+    assert [r[0][0] for r in parse_tables(plain).tables[0]["rows"]] == ["front-view", "ground-truth", "static-apose"]
+    assert plain.count('<img src="previews/multiview--') == 3 and plain.count('class="bar"') == 3
+    assert 'aria-label="multi-view videos on the 9-view x 9-frame matrix M[v, f] (multiview): PSNR ↑"' in plain
 
 
 def _tamper(record: Path, out: Path, metric: str, factor: float) -> Path:
