@@ -48,7 +48,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     total = 0
-    for sample in open_samples(args.gt, validate=False):
+    keys = None if args.samples == "all" else args.samples.split(",")
+    for sample in open_samples(args.gt, keys=keys, validate=False):
         train, evals = SplitConfig().views(sample.num_views)
         cells = {v: None for v in train} | {v: list(PROTOCOL_FRAMES) for v in evals}
         path = write_pack(sample, out / f"{sample.key}.npz", cells)
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="compact packs of the training + held-out cells of every ground-truth sample")
     p.add_argument("--gt", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--samples", default="all", help="comma-separated keys (default: every sample)")
     p.set_defaults(func=cmd_pack)
     p = sub.add_parser("fit", help="fit the presets on every sample, within a deadline")
     p.add_argument("--data", required=True, help="folder of packs, or the ground truth itself")
