@@ -53,6 +53,8 @@ class TrainConfig:
         codec: ``"space_to_depth"`` (weight-free, exact) or ``"cogvideox_vae"`` (needs ``vae_path``).
         codec_factor: block size of the space-to-depth codec (8 = the VAE's spatial factor).
         vae_path: a CogVideoX-5b-I2V folder holding ``vae/``.
+        latent_cache: a folder for encoded latents (``reference_model.training.latent_cache``; None: encode
+            every step). Worth it with the VAE; the space-to-depth codec is cheaper than reading a file.
         text_encoder_path: a folder holding ``tokenizer/`` and ``text_encoder/`` (T5-v1.1-XXL, 226 tokens);
             None: no text encoder, every example gets zero text embeddings (the small model's setting).
         scheduler: ``CogVideoXDDIMScheduler`` config (default: CogVideoX-5b-I2V's, ``COGVIDEOX_SCHEDULER``).
@@ -88,6 +90,7 @@ class TrainConfig:
     codec: str = "space_to_depth"
     codec_factor: int = 8
     vae_path: str | None = None
+    latent_cache: str | None = None
     text_encoder_path: str | None = None
     scheduler: Mapping[str, Any] = field(default_factory=lambda: dict(COGVIDEOX_SCHEDULER))
     reference_noise: tuple[float, float] | None = (-3.0, 0.5)

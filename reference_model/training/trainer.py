@@ -261,11 +261,13 @@ class TrainState:
 
 
 def encode_batch(batch: dict[str, Any], codec: Any, device: torch.device, generator: torch.Generator,
-                 reference_noise: tuple[float, float] | None) -> dict[str, torch.Tensor]:
+                 reference_noise: tuple[float, float] | None, cache: Any = None) -> dict[str, torch.Tensor]:
     """Pixels of a batch -> latents ``[B, V, ...]`` on ``device`` (targets, poses, reference, its pose).
 
     The reference image gets CogVideoX-I2V's noise augmentation (``sigma = exp(N(mean, std))`` per example)
-    before encoding, when ``reference_noise`` is set.
+    before encoding, when ``reference_noise`` is set. With a :class:`LatentCache`, every deterministic
+    encoding (clips, pose maps, the reference pose, and the reference itself when it is not augmented) is
+    read from it when present and written to it otherwise.
     """
     b, v, f = batch["video"].shape[:3]
 
@@ -274,18 +276,32 @@ def encode_batch(batch: dict[str, Any], codec: Any, device: torch.device, genera
         lat = codec.encode_video(x.flatten(0, 1))
         return lat.reshape(b, v, *lat.shape[1:])
 
-    reference = to_model_range(batch["reference"].to(device, non_blocking=True))  # [B, V, 3, H, W]
-    if reference_noise is not None:
-        mean, std = reference_noise
-        sigma = torch.exp(mean + std * torch.randn(b, generator=generator, device=device))
-        noise = torch.randn(reference.shape, generator=generator, device=device)
-        reference = reference + sigma.reshape(b, 1, 1, 1, 1) * noise
-    ref = codec.encode_video(reference.flatten(0, 1)[:, None])
-    ref_pose = encode(batch["reference_pose"][:, :, None])
+    def cached(kind: str, frames: torch.Tensor, compute):  # frames [B, n]: the frames the images show
+        if cache is None:
+            return compute()
+        paths = [cache.path(batch["key"][i], kind, int(batch["views"][i, j]), frames[i].tolist())
+                 for i in range(b) for j in range(v)]
+        flat = cache.get_or_encode(paths, lambda: compute().flatten(0, 1))
+        return flat.to(device).reshape(b, v, *flat.shape[1:])
+
+    ref_frames = batch["reference_frame"].reshape(b, 1)
+
+    def reference_latents() -> torch.Tensor:
+        reference = to_model_range(batch["reference"].to(device, non_blocking=True))  # [B, V, 3, H, W]
+        if reference_noise is not None:
+            mean, std = reference_noise
+            sigma = torch.exp(mean + std * torch.randn(b, generator=generator, device=device))
+            noise = torch.randn(reference.shape, generator=generator, device=device)
+            reference = reference + sigma.reshape(b, 1, 1, 1, 1) * noise
+        ref = codec.encode_video(reference.flatten(0, 1)[:, None])
+        return ref.reshape(b, v, *ref.shape[1:])
+
+    ref = reference_latents() if reference_noise is not None else cached("reference", ref_frames, reference_latents)
+    ref_pose = cached("reference_pose", ref_frames, lambda: encode(batch["reference_pose"][:, :, None]))
     return {
-        "clean": encode(batch["video"]),
-        "poses": torch.cat([ref_pose, encode(batch["poses"])], dim=2),
-        "reference": ref.reshape(b, v, *ref.shape[1:]),
+        "clean": cached("video", batch["frames"], lambda: encode(batch["video"])),
+        "poses": torch.cat([ref_pose, cached("poses", batch["frames"], lambda: encode(batch["poses"]))], dim=2),
+        "reference": ref,
     }
 
 
@@ -312,13 +328,14 @@ def batch_rays(batch: dict[str, Any], height: int, width: int) -> torch.Tensor:
 
 
 def training_loss(model: nn.Module, batch: dict[str, Any], codec: Any, text: TextConditioner, scheduler: Any,
-                  config: TrainConfig, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+                  config: TrainConfig, generator: torch.Generator, device: torch.device,
+                  cache: Any = None) -> torch.Tensor:
     """The loss of one batch (v-prediction, CogVideoX weighting, target frames only).
 
     Random draws, in this order, from ``generator``: reference-noise sigmas and noise, timesteps (one per
     example, shared by its views), target noise.
     """
-    lat = encode_batch(batch, codec, device, generator, config.reference_noise)
+    lat = encode_batch(batch, codec, device, generator, config.reference_noise, cache)
     clean = lat["clean"]
     b = clean.shape[0]
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator, device=device)
@@ -382,6 +399,15 @@ class Trainer:
         if hasattr(self.codec, "vae"):
             self.codec.vae.to(device).requires_grad_(False)
         self.scheduler = CogVideoXDDIMScheduler(**config.scheduler)
+        self.latent_cache = None
+        if config.latent_cache:
+            from reference_model.training.latent_cache import LatentCache
+
+            d = config.data
+            self.latent_cache = LatentCache(config.latent_cache, {
+                "codec": self.codec.config(), "height": d.height, "width": d.width, "stage": d.stage,
+                "multiview_pose": d.multiview_pose, "root": str(Path(d.root).resolve()),
+            })
         model = build_model(config, device)
         if config.gradient_checkpointing:
             model.transformer.enable_gradient_checkpointing()
@@ -431,7 +457,7 @@ class Trainer:
         """The loss of one batch (autocast as configured)."""
         with self.accelerator.autocast():
             return training_loss(self.model, batch, self.codec, self.text, self.scheduler, self.config,
-                                 self.state.generator, self.accelerator.device)
+                                 self.state.generator, self.accelerator.device, self.latent_cache)
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step-NNNNNNN`` (all ranks take part) and drop old ones. Returns its path."""

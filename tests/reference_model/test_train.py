@@ -230,3 +230,33 @@ def test_accelerate_configs_load():
     for name in ("small-c4d128-2d.json", "small-c4d128-multiview.json", "charactershot-2d.json",
                  "charactershot-multiview.json"):
         assert load_config(folder / name).stage in ("2d", "multiview")
+
+
+def test_latent_cache_reads_back_what_it_wrote(shard_root, tmp_path):
+    from reference_model.codec import SpaceToDepthCodec
+    from reference_model.data import TrainingStream
+    from reference_model.training.latent_cache import LatentCache
+    from reference_model.training.trainer import encode_batch
+
+    class CountingCodec(SpaceToDepthCodec):
+        calls = 0
+
+        def encode_video(self, video):
+            CountingCodec.calls += 1
+            return super().encode_video(video)
+
+    codec = CountingCodec(8)
+    config = tiny_config(shard_root, tmp_path, stage="multiview")
+    batch = TrainingStream(config.data).batch(1)
+    cache = LatentCache(tmp_path / "cache", {"codec": codec.config(), "height": 32})
+    gen = torch.Generator().manual_seed(0)
+    fresh = encode_batch(batch, codec, torch.device("cpu"), gen, None)
+    first = encode_batch(batch, codec, torch.device("cpu"), gen, None, cache)
+    calls = CountingCodec.calls
+    again = encode_batch(batch, codec, torch.device("cpu"), gen, None, cache)
+    assert CountingCodec.calls == calls  # nothing encoded the second time
+    assert cache.hits == cache.misses > 0
+    for name in ("clean", "poses", "reference"):
+        assert torch.equal(fresh[name], first[name]) and torch.equal(first[name], again[name])
+    other = LatentCache(tmp_path / "cache", {"codec": codec.config(), "height": 64})
+    assert other.root != cache.root  # other settings, other entries
