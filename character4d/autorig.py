@@ -690,3 +690,52 @@ def joint_errors(fitted: dict[str, np.ndarray], reference: dict[str, np.ndarray]
     """
     return {j: float(np.linalg.norm(np.asarray(fitted[j]) - np.asarray(reference[j])))
             for j in joints if j in fitted and j in reference}
+
+
+# --------------------------------------------------------------------------------------------------
+# Facing of an unrigged mesh
+
+
+def facing_turn(verts: np.ndarray, faces: np.ndarray | None = None) -> int:
+    """Quarter turns about +Z that make a standing A- or T-pose humanoid face -Y with its arms along X.
+
+    An unrigged file says nothing about where the character faces (a VRM 0.x model exported to OBJ faces
+    +Y in Blender, most others -Y). The arms make the figure wider than deep, which leaves two
+    candidates half a turn apart; the feet decide between them: toes reach further in front of the
+    shins than heels reach behind them.
+
+    Args:
+        verts: [N, 3] positions, feet on the lowest z.
+        faces: [F, 3] triangles (their surface is sampled, so coarse meshes work), or None.
+
+    Returns:
+        k in {0, 1, 2, 3}: rotate by k * 90 degrees about +Z (counter-clockwise seen from above).
+
+    Raises:
+        AutoRigError: when the figure is as deep as it is wide (arms not spread) or shows no feet.
+    """
+    verts = np.asarray(verts, dtype=np.float64)
+    height = float(np.ptp(verts[:, 2])) if len(verts) else 0.0
+    if height <= 0:
+        raise AutoRigError("auto-rig: the mesh is flat")
+    if faces is not None:
+        verts = sample_surface(verts, faces, height / 100)
+    z = verts[:, 2] - verts[:, 2].min()
+    best = None
+    for k in range(4):
+        c, s = np.cos(k * np.pi / 2), np.sin(k * np.pi / 2)
+        xy = verts[:, :2] @ np.array([[c, s], [-s, c]])  # rotated by k quarter turns
+        if np.ptp(xy[:, 0]) <= 1.15 * np.ptp(xy[:, 1]):
+            continue
+        feet = xy[z < 0.04 * height, 1]
+        shins = xy[(z > 0.08 * height) & (z < 0.2 * height), 1]
+        if len(feet) == 0 or len(shins) == 0:
+            continue
+        centre = float(np.median(shins))
+        reach = (centre - float(feet.min())) - (float(feet.max()) - centre)  # front minus back
+        if best is None or reach > best[0]:
+            best = (reach, k)
+    if best is None:
+        raise AutoRigError("auto-rig: cannot tell where the character faces (expected an A- or T-pose humanoid "
+                           "standing on its feet, arms spread)")
+    return best[1]

@@ -22,7 +22,7 @@ from character4d.assets import (  # noqa: F401
     map_bones,
     read_vrm_humanoid,
 )
-from character4d.autorig import AutoRigError, fit_skeleton
+from character4d.autorig import AutoRigError, facing_turn, fit_skeleton
 from character4d.retarget import facing_rotation
 from character4d.skeleton import BODY_BONES, PARENTS, SkeletonMap
 
@@ -231,8 +231,9 @@ def load_character(path: str | Path, height: float | None = None) -> Character:
     """Import a character, map its skeleton (or auto-rig it) and normalise it.
 
     Normalisation (DESIGN.md section 4): facing -Y (read from the skeleton: the character's left side
-    goes to +X), standing height within 1.6-1.9 m (or exactly ``height``), feet on z = 0, hips (or the
-    mesh centre when unrigged) on the Z axis.
+    goes to +X; for an unrigged mesh from its spread arms and its feet, `character4d.autorig.facing_turn`),
+    standing height within 1.6-1.9 m (or exactly ``height``), feet on z = 0, hips (the fitted hips when
+    auto-rigged) on the Z axis.
 
     Args:
         path: character file.
@@ -283,7 +284,13 @@ def load_character(path: str | Path, height: float | None = None) -> Character:
         left_dir = (lr[0] - lr[1]) + (lr[2] - lr[3])
         rot = facing_rotation(left_dir)
     else:
-        rot = np.eye(3)  # an unrigged mesh is assumed to face -Y, as glTF/OBJ exports do
+        # An unrigged file says nothing about its facing: the spread arms and the feet tell.
+        try:
+            k = facing_turn(*mesh_triangles_world(meshes))
+        except AutoRigError as exc:
+            raise AssetError(f"{path}: {exc}") from exc
+        c, s = np.cos(k * np.pi / 2), np.sin(k * np.pi / 2)
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     verts = verts @ rot.T
     current = float(verts[:, 2].max() - verts[:, 2].min())
     if current <= 1e-6:

@@ -223,3 +223,56 @@ def test_stripped_rigs_are_found_again(tmp_path):
     for name, (median, worst, joint) in table.items():
         lim = LIMITS[name]
         assert median <= lim[0] and worst <= lim[1], f"{name}: median {median:.3f} m, worst {worst:.3f} m ({joint})"
+
+
+def test_facing_is_read_from_the_arms_and_feet():
+    from character4d.autorig import facing_turn
+
+    for drop in (0.0, 40.0):
+        v, f = _figure(arm_drop_deg=drop)
+        for k in range(4):
+            a = k * np.pi / 2
+            turned = v @ np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]).T
+            # Turned k quarter turns away from -Y, the figure needs (4 - k) more to come back.
+            assert facing_turn(turned, f) == (4 - k) % 4
+    with pytest.raises(AutoRigError, match="faces"):
+        facing_turn(*_box([-0.2, -0.2, 0], [0.2, 0.2, 1.7]))
+
+
+_TURNED = r"""
+import json, sys
+import bpy
+import numpy as np
+from character4d.blender.character import load_character, mesh_vertices_world, reset_scene
+
+def rest_verts(path):
+    reset_scene()
+    ch = load_character(path)
+    ch.armature.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    return mesh_vertices_world(ch.meshes), ch.rigged
+
+src, bare = sys.argv[1], sys.argv[2]
+reset_scene()
+bpy.ops.import_scene.gltf(filepath=src)
+# Forward +Z instead of the default -Z: read back with the default axes, the mesh faces +Y.
+bpy.ops.wm.obj_export(filepath=bare, export_materials=False, forward_axis="Z")
+out = {}
+for name, path in (("rigged", src), ("bare", bare)):
+    v, rigged = rest_verts(path)
+    z = v[:, 2]
+    toes = float(np.median(v[z < 0.03, 1]) - np.median(v[(z > 0.15) & (z < 0.4), 1]))
+    out[name] = {"rigged": rigged, "toes_ahead": toes}
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.blender
+def test_an_unrigged_mesh_facing_backwards_is_turned_round(default_data, tmp_path):
+    """dax exported to OBJ facing +Y: auto-rigged, it faces -Y like the rigged original (toes ahead)."""
+    chars, _ = default_data
+    proc = subprocess.run([sys.executable, "-c", _TURNED, str(chars["dax"]), str(tmp_path / "dax-back.obj")],
+                          capture_output=True, text=True, check=True)
+    res = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    assert res["rigged"]["rigged"] and not res["bare"]["rigged"]
+    assert res["rigged"]["toes_ahead"] < -0.01 and res["bare"]["toes_ahead"] < -0.01, res
