@@ -658,6 +658,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("fit", type=Path, help="a fit directory (charactershot fit4d --out)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (mesh.glb, mesh.json)")
     parser.add_argument("--voxel-size", type=float, default=d.voxel_size, help=f"TSDF voxel in metres (default {d.voxel_size})")
+    parser.add_argument("--method", choices=("auto", "tsdf", "opacity"), default=d.method,
+                        help="surface: TSDF of rendered depth, the opacity field's level set, or auto (tsdf with "
+                             "gsplat on CUDA, else opacity)")
     parser.add_argument("--image-size", type=int, default=d.image_size, help=f"fusion render size (default {d.image_size})")
     parser.add_argument("--frames", type=int, default=None, help="frames to export (default: the fit's)")
     parser.add_argument("--fps", type=float, default=15.0, help="playback rate (default 15)")
@@ -674,7 +677,7 @@ def run(args: argparse.Namespace) -> int:
 
         from reference_model.gs4d import load_fit
 
-        cfg = MeshConfig(voxel_size=args.voxel_size, image_size=args.image_size)
+        cfg = MeshConfig(voxel_size=args.voxel_size, image_size=args.image_size, method=args.method)
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
             ("cpu" if args.device == "auto" else args.device)
         if not (args.fit / "config.json").is_file():
