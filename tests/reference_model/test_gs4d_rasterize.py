@@ -125,3 +125,21 @@ def test_malformed_cameras_are_refused():
         rasterize(g, torch.eye(4), torch.eye(3)[None], 8, 8)
     with pytest.raises(ValueError, match="backend"):
         rasterize(g, torch.eye(4)[None], torch.eye(3)[None], 8, 8, backend="cuda-magic")
+
+
+def test_pixel_blocks_do_not_change_the_image():
+    size, n = 40, 60
+    viewmats, Ks, _ = _cams(size, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    g = Gaussians(
+        torch.randn(n, 3, generator=gen, dtype=torch.float64) * 0.3 + torch.tensor([0, 0, 0.7], dtype=torch.float64),
+        torch.nn.functional.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=-1),
+        torch.rand(n, 3, generator=gen, dtype=torch.float64) * 0.06 + 0.005,
+        torch.rand(n, generator=gen, dtype=torch.float64),
+        torch.randn(n, 1, 3, generator=gen, dtype=torch.float64),
+    )
+    whole = rasterize_torch(g, viewmats[:3], Ks[:3], size, size, block=size)
+    for block in (3, 8, 16):
+        part = rasterize_torch(g, viewmats[:3], Ks[:3], size, size, block=block)
+        torch.testing.assert_close(part.colors, whole.colors, rtol=0, atol=1e-12)
+        torch.testing.assert_close(part.depths, whole.depths, rtol=0, atol=1e-12)
