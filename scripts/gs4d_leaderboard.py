@@ -245,7 +245,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             if subprocess.call(cmd, cwd=ROOT) != 0:
                 status = 1
                 continue
-        cmd = [sys.executable, "-m", "characterbench.cli", "submit", str(results), "--name", label, "--notes", notes]
+        # submit re-scores the predictions and stores their SHA-256 manifest (a verified row).
+        cmd = [sys.executable, "-m", "characterbench.cli", "submit", str(results), "--name", label, "--notes", notes,
+               "--pred", str(_pred_folder(runs, preset, keys)), "--gt", args.gt, "--device", args.device, "--quiet"]
+        if args.board:
+            cmd += ["--board", args.board]
         if args.replace:
             cmd.append("--replace")
         print(" ".join(cmd[:5]), "...")
@@ -288,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--presets", default=",".join(PRESET_ROWS))
     p.add_argument("--device", default="cpu")
     p.add_argument("--replace", action="store_true")
+    p.add_argument("--board", help="board folder (default: characterbench's)")
     p.add_argument("--rescore", action="store_true")
     p.add_argument("--concurrent", default="", help="extra note, e.g. how many fits shared the GPU")
     p.set_defaults(func=cmd_submit)
