@@ -211,6 +211,9 @@ _HIP_ABOVE_CROTCH = 0.127
 _KNEE_RATIO = 0.52
 # Ankle height as a fraction of the crotch height when the foot shows no narrowing (boots, paws).
 _ANKLE_OF_CROTCH = 0.15
+# The ankle joint sits below the top of the foot (where the section has narrowed to the shin's):
+# at 0.69-0.86 of that height on ../shared/assets.
+_ANKLE_BELOW_TOP = 0.85
 
 
 def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dict:
@@ -294,7 +297,7 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
         # Above the sole's first layers, which can split into heel and toe blobs.
         hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
         if len(hit):
-            ankle_z, narrowed = float(z[hit[0]]), True
+            ankle_z, narrowed = _ANKLE_BELOW_TOP * float(z[hit[0]]), True
     hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z
     knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
 
@@ -311,6 +314,12 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
     # Hip joint: the thigh just below the crotch (a few layers down, clear of the merge).
     hip = joint(crotch - 3 * size, "UpperLeg")
     hip[2] = hip_z
+    # Sideways, the hip joint is on the thigh's axis carried up to its height: legs standing apart
+    # slant inwards, and the section just below the crotch is still outside the joint.
+    thigh = (z > 0.5 * crotch) & (z < crotch - 2 * size)
+    if thigh.sum() >= 3:
+        slope, offset = np.polyfit(z[thigh], cen[thigh, 0], 1)
+        hip[0] = slope * hip_z + offset
     return {"UpperLeg": hip, "LowerLeg": knee, "Foot": ankle}
 
 

@@ -193,12 +193,13 @@ ANIME = {"name": "anime", "height": 1.55, "widths": [0.8, 0.8, 1.0],
 
 # Median / worst major-joint distance (metres) each character must stay within. The issue's goal is
 # 0.03 / 0.06 for every character; measured (bpy 5.0.1, scripts/bench/autorig_accuracy.py): male
-# 0.014/0.034, zombie 0.038/0.060, kenney 0.035/0.082, sintel 0.035/0.064, bunny 0.044/0.068, anime
-# 0.037/0.074. The same mesh (zombie, kenney) comes with two rigs 0.03-0.09 m apart, so part of the gap
-# is the riggers'; the anime character's own rig (the project's template) puts the hip joints 0.07 m
-# lower above the crotch than the Mesh2Motion rigs the ratios were measured on.
-LIMITS = {"human-male": (0.025, 0.05), "human-zombie": (0.05, 0.08), "human-kenney": (0.05, 0.10),
-          "human-sintel": (0.045, 0.08), "human-bunny": (0.055, 0.085), "anime": (0.05, 0.09)}
+# 0.013/0.034, zombie 0.030/0.051, kenney 0.034/0.082, sintel 0.032/0.054, bunny 0.044/0.068, anime
+# 0.032/0.075. The same mesh (zombie, kenney) comes with two rigs 0.03-0.12 m apart (kenney's worst,
+# the head, is 0.12 m from zombie's), so part of the gap is the riggers'; the anime character's own
+# rig (the project's template) puts the hip joints 0.07 m lower above the crotch than the Mesh2Motion
+# rigs the ratios were measured on.
+LIMITS = {"human-male": (0.025, 0.05), "human-zombie": (0.04, 0.07), "human-kenney": (0.05, 0.10),
+          "human-sintel": (0.04, 0.07), "human-bunny": (0.055, 0.085), "anime": (0.045, 0.09)}
 
 
 @pytest.mark.blender
