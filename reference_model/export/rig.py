@@ -5,7 +5,9 @@ canonical order, e.g. triangulated from predicted pose maps) drive the character
 `reference_model.export.ik`. Written into ``--out``:
 
 - ``<key>.bvh``: the motion on the character's skeleton (canonical VRM bone names, rest = its A-pose);
-  ``character4d render --characters CHAR --motions <key>.bvh --no-face-front`` renders it again;
+  ``character4d render --characters CHAR --motions <key>.bvh --no-face-front --start 0`` renders it
+  again (character4d re-bases a motion's height on the clip's lowest ankle: where the input's lowest ankle
+  is not at the character's rest height, the render sits higher by the difference);
 - ``<key>.glb``: the character's skinned mesh with the animation baked (Blender's glTF exporter; needs
   bpy and the character file the sample was rendered from);
 ``--keypoints`` takes COCO-18 world keypoints instead (what triangulating pose maps gives, e.g.

@@ -43,7 +43,7 @@ def rerender(character: Path, bvh: Path, sample, resolution: int, out: Path) -> 
     cmd = [sys.executable, "-m", "character4d.cli", "render", "--characters", str(character), "--motions", str(motion),
            "--out", str(out / "re"), "--pairing", "zip", "--resolution", str(resolution),
            "--frames", str(sample.num_frames), "--views", str(sample.num_views), "--fps", str(cfg["fps"]),
-           "--engine", "workbench", "--samples", "5", "--format", "folders", "--no-face-front", "--quiet",
+           "--engine", "workbench", "--samples", "5", "--format", "folders", "--no-face-front", "--start", "0", "--quiet",
            "--root-motion", cfg.get("root_motion", "center")]
     if cfg.get("height"):
         cmd += ["--height", str(cfg["height"])]

@@ -306,6 +306,7 @@ def test_ground_truth_round_trip_through_export_rig_and_character4d_render(c4d_e
     motion = tmp_path / "walk.bvh"
     motion.write_bytes(bvh.read_bytes())
     assert character4d(["render", "--characters", str(chars["cleo"]), "--motions", str(motion), "--no-face-front",
+                        "--start", "0",
                         "--out", str(tmp_path / "re"), *TINY]) == 0
     again = next(open_samples(tmp_path / "re"))
     assert again.key == gt.key
