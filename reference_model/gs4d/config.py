@@ -3,7 +3,9 @@
 Every default says where it comes from: "3DGS" (Kerbl et al. 2023 and its reference code), "4DGS"
 (Wu et al. 2024, hustvl/4DGaussians, which the CharacterShot research code forks), "research" (the
 released CharacterShot 4D_optimization code, DESIGN.md 8.4), "paper" (CharacterShot, arXiv 2508.07409),
-"gsplat" (nerfstudio-project/gsplat 1.5.3 defaults) or "measured" (chosen here from fits of the default data).
+"gsplat" (nerfstudio-project/gsplat 1.5.3 defaults) or "chosen" (set here for a fit of one 512 px character in
+under a minute on one GPU: 12 views x ~3,000 steps; not yet tuned by GPU measurements, see
+scripts/bench/gs4d_fit.py, which is how they are to be tuned).
 """
 
 from __future__ import annotations
@@ -105,9 +107,9 @@ class Gs4dConfig:
 
     Attributes (model):
         sh_degree: Spherical-harmonics degree of the colours (3: 3DGS, research).
-        init_points: Gaussians seeded by visual-hull carving (measured).
-        hull_resolution: Voxels along the longest side of the carving box (measured).
-        hull_threshold: Alpha above which a pixel counts as the character when carving (measured).
+        init_points: Gaussians seeded by visual-hull carving (chosen).
+        hull_resolution: Voxels along the longest side of the carving box (chosen).
+        hull_threshold: Alpha above which a pixel counts as the character when carving (chosen).
         init_opacity: Initial opacity (0.1: 3DGS).
         plane_resolution: HexPlane spatial resolution at multires 1 (64: 4DGS, research).
         time_resolution: HexPlane time resolution (25: 4DGS "half the frame count" advice, research).
@@ -115,19 +117,21 @@ class Gs4dConfig:
         plane_features: Features per plane (32: 4DGS kplanes output_coordinate_dim).
         mlp_width: Width of the deformation MLP (64: 4DGS, research).
         mlp_depth: 4DGS's ``defor_depth`` (research 0, which builds the same single input layer as 1).
-        sh_increase_every: Steps between raising the active SH degree by one (3DGS 1000 at one view a step).
+        sh_increase_every: Steps between raising the active SH degree by one (3DGS 1000 at one view a step;
+            250 chosen for the shorter schedule).
 
     Attributes (schedule; "steps" count optimiser steps, each renders ``views_per_step`` views of one frame):
-        coarse_steps: Canonical fit on the coarse frame, no deformation (research 3000 at one view a step).
+        coarse_steps: Canonical fit on the coarse frame, no deformation (research 3000 at one view a step;
+            here 400 at 12 views, chosen, as are ``window_steps`` 120 and ``final_steps`` 2400).
         window_steps: Steps of each progressive window (research 3000 (+500 every 5 windows) at one view).
         window_growth: Frames added on each side per window (research: 2).
         final_steps: Steps on all frames (research 20000 at one view).
-        views_per_step: Training views rendered per step (research 1; here all training views, measured).
+        views_per_step: Training views rendered per step (research 1; here all training views, chosen).
         coarse_frame: The coarse frame (None: the middle frame, ``F // 2``, research).
 
     Attributes (losses):
         lambda_ssim: Weight of (1 - SSIM) in ``(1 - l) L1 + l (1 - SSIM)`` (0.2: 3DGS; research 0).
-        lambda_alpha: Weight of the L1 between rendered and ground-truth alpha (measured; research 0).
+        lambda_alpha: Weight of the L1 between rendered and ground-truth alpha (chosen; research 0).
         plane_tv_weight: Spatial plane TV (research 0.0001), time_smoothness_weight: time-plane
             second-difference smoothness (research 0.01), l1_time_planes: L1 of time planes from 1
             (research 0.0001).
@@ -139,18 +143,19 @@ class Gs4dConfig:
         neighbour_gate_rule: ``"any"``: an edge counts when either end moved (the research code's comment);
             ``"both"``: only when both did (the research code's arithmetic, which ignores a point that
             leaves still neighbours).
-        neighbour_weight: Constant loss weight (measured), or ``None`` for the research formula
+        neighbour_weight: Constant loss weight (chosen), or ``None`` for the research formula
             ``0.01 / (100 |t - t_edge| + 1) * mean(sigmoid(|dx|))``.
         neighbour_form: ``"norm"`` compares the length of each point's offset from its neighbours' centre
             (zero for any rigid motion); ``"vector"`` compares the offset vectors (research).
-        neighbour_points: At most this many points enter the neighbour loss per step, sampled (measured).
+        neighbour_points: At most this many points enter the neighbour loss per step, sampled (chosen).
 
     Attributes (optimisation; 3DGS learning rates unless stated, scaled like gsplat by sqrt(views_per_step)):
         lr_means, lr_means_final: Position learning rate, times the scene scale, exponential decay.
         lr_scales, lr_quats, lr_opacities, lr_sh0, lr_shN: Per-parameter learning rates.
         lr_deformation, lr_deformation_final: MLP learning rate (4DGS 1.6e-4 -> 1.6e-5, research).
         lr_grid, lr_grid_final: HexPlane learning rate (4DGS 1.6e-3 -> 1.6e-4).
-        densify_from, densify_until, densify_every: Densification window and interval, in steps.
+        densify_from, densify_until, densify_every: Densification window and interval, in steps (3DGS 500 /
+            15000 / 100 at one view a step; here 100 / 2400 / 100, chosen).
         grow_grad2d: Mean screen-space gradient above which a Gaussian grows (0.0002: 3DGS).
         grow_scale3d: Clone below, split above this fraction of the scene scale (0.01: 3DGS).
         prune_opacity: Opacity below which a Gaussian is pruned (0.005: 3DGS, research).
