@@ -173,7 +173,7 @@ def verify_board(board_dir: str | Path, gt: str | Path | None = None, prediction
         One :class:`Verification` per entry, in file order.
 
     Raises:
-        ValueError: ``gt`` is not the board's registered ground truth.
+        character4d.errors.InputError: ``gt`` is not the board's registered ground truth.
     """
     from characterbench.baselines import make_baseline
     from characterbench.groundtruth import index_ground_truth
@@ -185,7 +185,9 @@ def verify_board(board_dir: str | Path, gt: str | Path | None = None, prediction
     if gt is not None:
         index = index_ground_truth(gt, get_protocol(board.protocol_version))
         if index.manifest_hash != board.gt_manifest_hash:
-            raise ValueError(f"--gt {gt} has manifest hash {index.manifest_hash}, the board registers {board.gt_manifest_hash}")
+            from character4d.errors import InputError
+
+            raise InputError(f"--gt {gt} has manifest hash {index.manifest_hash}, the board registers {board.gt_manifest_hash}")
     out = []
     with tempfile.TemporaryDirectory(prefix="characterbench-verify-") as tmp:
         built: dict[str, Path] = {}

@@ -9,8 +9,10 @@ Scoring (``characterbench.pose``): keypoints are decoded per view, triangulated 
 the sample's recorded cameras (DLT with outlier rejection; a keypoint hidden in a view is absent
 there) and compared with the COCO-18 keypoints of ``joints.npy`` at the protocol's frames: MPJPE
 (root-aligned; the root is the mid-point of the hips), raw MPJPE and PA-MPJPE in millimetres, and 2D
-PCK over the keypoints the ground truth's own pose map shows. Per-joint errors and per-view PCK go
-into the record's breakdown.
+PCK over the keypoints the ground truth's own pose map shows. A keypoint the ground truth's maps show
+in fewer than 2 views of a frame (a face turned away) is not measured in that frame; a measured keypoint
+the prediction lacks is charged ``missing_mm``. Per-joint errors and per-view PCK go into the record's
+breakdown.
 """
 
 from __future__ import annotations
@@ -131,7 +133,11 @@ class PoseTask(Task):
         side = min(cams.width, cams.height)
         pred3d = K.triangulate_keypoints(pred, viewmats, Ks, self.config.outlier_fraction * side)
         gt3d = K.coco18_from_joints(np.asarray(sample.joints, np.float64)[frames], sample.meta["joint_names"])
-        errors = K.pose_errors(pred3d, gt3d, self.config.missing_mm)
+        # A keypoint the ground truth's own maps show in fewer than 2 of the views (the face of a
+        # character turned away) cannot be triangulated by anyone: it is not measured in that frame.
+        seen = np.isfinite(shown).all(-1).sum(axis=1)  # [F, 18] views showing each keypoint
+        measured = np.where((seen >= 2)[..., None], gt3d, np.nan)
+        errors = K.pose_errors(pred3d, measured, self.config.missing_mm)
         hits = np.zeros((nv, 2), dtype=np.int64)
         for j in range(nf):
             for i in range(nv):
