@@ -81,7 +81,7 @@ class RigFit:
 
     Attributes:
         joints: canonical bone -> [3] head position (world), plus ``"<bone>_tail"`` for leaf bones.
-        quality: fit quality in [0, 1] (1: every check passed with margin; see `fit_skeleton`).
+        quality: fit quality in [0, 1] (1: the two sides agree exactly; see `fit_skeleton`).
         checks: name -> value of each quality check (symmetry, limb ratios...), for meta.json.
         warnings: human-readable notes on checks that came close to failing.
     """
@@ -565,8 +565,10 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
             vertices as a dense point cloud.
 
     Returns:
-        The fit: joints for every `character4d.skeleton.BODY_BONES` bone (plus leaf tails), quality in
-        [0, 1], the checks and warnings.
+        The fit: joints for every `character4d.skeleton.BODY_BONES` bone (plus leaf tails), the checks
+        and warnings, and the quality ``1 - d / limit`` in [0, 1], where d is the largest left/right
+        disagreement of a limb joint (fraction of the height) and limit the 0.05 beyond which the fit is
+        refused (1: both sides found the same joints).
 
     Raises:
         AutoRigError: no two feet/legs, no arms sticking out sideways, or a fit too asymmetric or out
