@@ -17,6 +17,7 @@ Shapes: videos ``[B, F, 3, H, W]`` in [-1, 1] (the CogVideoX convention), latent
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,10 @@ class CogVideoXVAECodec:
 
     @property
     def temporal_factor(self) -> int:
-        return int(self.vae.config.temporal_compression_ratio)
+        # The encoder halves time in its first log2(ratio) down blocks, and only blocks that downsample at
+        # all (every block but the last) can: a VAE with fewer blocks compresses time less than its config says.
+        levels = int(math.log2(self.vae.config.temporal_compression_ratio))
+        return 2 ** min(levels, len(self.vae.config.block_out_channels) - 1)
 
     @property
     def latent_channels(self) -> int:

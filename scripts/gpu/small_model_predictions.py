@@ -137,7 +137,10 @@ def write(args: argparse.Namespace) -> int:
     if pred.exists():
         print(f"{pred} already exists; choose a new folder", file=sys.stderr)
         return 1
-    views, frames = [int(v) for v in data["views"]], [int(f) for f in data["frames"]]
+    views = [int(v) for v in data["views"]]
+    # The cells are named by the protocol's frame indices; inputs packed from renders with other frame
+    # indices (9 frames at 5 fps are the times of frames 0, 3, ..., 24 at 15 fps) give them here.
+    frames = [int(f) for f in args.frames.split(",")] if args.frames else [int(f) for f in data["frames"]]
     rgb = data["frames_rgb"]  # [N, V, F, S, S, 3]: the square render area of the canvas
     for i, key in enumerate(data["keys"]):
         res = int(args.size or data["resolution"][i])
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("write", help="PNG prediction folder at the ground truth's size (CPU)")
     p.add_argument("--outputs", required=True)
     p.add_argument("--size", type=int, help="side of the written images (default: the inputs' ground-truth resolution)")
+    p.add_argument("--frames", help="comma-separated frame indices the cells are named by (default: the inputs')")
     p.add_argument("--pred", required=True)
     args = parser.parse_args(argv)
     return {"pack": pack, "predict": predict, "write": write}[args.verb](args)

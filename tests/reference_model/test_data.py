@@ -145,3 +145,26 @@ def test_space_to_depth_codec_is_exact_and_blockwise():
     assert latents[1, 2, 2 * 64 + 3 * 8 + 5, 1, 2] == video[1, 2, 2, 8 + 3, 16 + 5]
     with pytest.raises(ValueError, match="multiples"):
         codec.encode_video(video[..., :15, :])
+
+
+def test_cogvideox_vae_codec_layout_and_scaling():
+    from diffusers import AutoencoderKLCogVideoX
+
+    from reference_model.codec import CogVideoXVAECodec
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 16), latent_channels=4, down_block_types=("CogVideoXDownBlock3D",) * 2,
+        up_block_types=("CogVideoXUpBlock3D",) * 2, layers_per_block=1, norm_num_groups=4, sample_height=16,
+        sample_width=16,
+    ).eval()  # a tiny random VAE: the real weights cannot be had here
+    codec = CogVideoXVAECodec(vae, sample=False)
+    video = torch.rand(1, 5, 3, 16, 24) * 2 - 1
+    latents = codec.encode_video(video)
+    assert latents.shape == (1, codec.latent_frames(5), 4, 8, 12)
+    with torch.no_grad():  # diffusers' own call, in its [B, C, F, H, W] layout
+        expected = vae.encode(video.permute(0, 2, 1, 3, 4)).latent_dist.mode() * vae.config.scaling_factor
+        decoded = vae.decode(expected / vae.config.scaling_factor).sample
+    torch.testing.assert_close(latents, expected.permute(0, 2, 1, 3, 4))
+    torch.testing.assert_close(codec.decode_video(latents), decoded.permute(0, 2, 1, 3, 4))
+    assert codec.encode_image(video[:, 0]).shape == (1, 1, 4, 8, 12)
