@@ -19,16 +19,9 @@ def inspect_file(path: str | Path) -> tuple[str, bool]:
     Returns:
         (report text, ok) where ok is False when the file cannot be used (the report says why).
     """
-    from character4d.blender.character import (
-        AssetError,
-        armature_bones,
-        import_file,
-        map_bones,
-        mesh_vertices_world,
-        read_vrm_humanoid,
-        reset_scene,
-    )
-    from character4d.blender.motion import bvh_fps
+    from character4d.assets import AssetError, map_bones, read_vrm_humanoid
+    from character4d.blender.character import armature_bones, import_file, mesh_vertices_world, reset_scene
+    from character4d.bvh import bvh_fps
     from character4d.skeleton import describe_mapping
 
     path = Path(path)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from character4d.blender.character import CHARACTER_SUFFIXES, MOTION_SUFFIXES  # bpy only inside functions
+from character4d.assets import CHARACTER_SUFFIXES, MOTION_SUFFIXES
 from character4d.config import PAIRINGS, RunConfig, RunPlan
 from character4d.errors import InputError
 from character4d.format import Sample

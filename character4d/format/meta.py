@@ -60,7 +60,7 @@ class SampleMeta:
         start: how the clip's start was chosen: ``{"requested": "auto" or seconds, "chosen_s": float,
             "lead_in_s": float}``.
         framing: per view and frame whether the character leaves the image: ``{"joint_outside": [V][F] 0/1,
-            "silhouette_at_edge": [V][F] 0/1, "apose_silhouette_at_edge": [V] 0/1, "clipped": int}``.
+            "silhouette_outside": [V][F] 0/1, "apose_silhouette_outside": [V] 0/1, "clipped": int}``.
         imported_from: for samples made by ``character4d import``: the layout and folder they came from.
         extra: any other keys (kept as they are).
     """
