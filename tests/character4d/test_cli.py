@@ -152,3 +152,23 @@ def test_kill_mid_shard_and_resume(default_data, tmp_path):
     assert keys == sorted(set(keys)) and set(keys) == {"ada__jump", "ada__walk", "ada__wave"}
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name]
     assert not leftovers
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_ray_renders_with_blender_workers(default_data, tmp_path):
+    """`--ray 2` on a real local cluster with the real Blender worker: tiny renders, same output as --shard."""
+    ray = pytest.importorskip("ray")
+    chars, motions = default_data
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"CHARACTER4D_HOME": os.environ["CHARACTER4D_HOME"]}})
+    try:
+        code = main(["render", "--ray", "2", "--out", str(tmp_path / "out"), "--characters", str(chars["ada"]),
+                     "--motions", str(motions["walk"]), str(motions["wave"]), *TINY])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    samples = list(open_samples(tmp_path / "out"))
+    assert sorted(s.key for s in samples) == ["ada__walk", "ada__wave"]
+    for sample in samples:
+        sample.validate(decode=True)
