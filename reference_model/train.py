@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trainer = Trainer(config, resume=args.resume, cpu=args.cpu, progress=not args.quiet)
-    except (FileNotFoundError, FileExistsError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:  # missing or unfit weights, existing run
         print(f"charactershot train: {exc}")
         return 1
     summary = trainer.train()

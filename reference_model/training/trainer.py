@@ -129,15 +129,27 @@ def _check_output_rank(config: TrainConfig) -> None:
         )
 
 
+def _load_stage1(path: str | Path, device: torch.device | str) -> nn.Module:
+    """Stage-1 weights from a CogVideoX-5B-I2V folder, a stage-1 folder or a stage-1 training output dir."""
+    from reference_model.checkpoints import load_cogvideox_i2v_transformer
+
+    path = Path(path)
+    folder = path / "model" if (path / "model" / "transformer" / "config.json").is_file() else path
+    return load_cogvideox_i2v_transformer(folder, device=device).train().requires_grad_(True)
+
+
 def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> DiffusionModel:
     """The model a config trains, initialised as the config says, built directly on ``device``.
 
-    Stage 1: ``pretrained`` (a CogVideoX-I2V or stage-1 folder) or a random init of ``model``.
-    Stage 2: ``pretrained`` (a stage-2 folder), ``init_from`` (a stage-1 folder: view branch copied) or a
-    random stage 1 of ``model`` turned into stage 2 (so the view branch still starts as a copy).
+    Stage 1: ``pretrained`` (a CogVideoX-5B-I2V folder, loaded by
+    ``reference_model.checkpoints.load_cogvideox_i2v_transformer``, or a stage-1 folder) or a random init
+    of ``model``. Stage 2: ``pretrained`` (a stage-2 folder), ``init_from`` (a stage-1 folder, a stage-1
+    training output or the CogVideoX-5B-I2V folder itself: view branch copied) or a random stage 1 of
+    ``model`` turned into stage 2 (so the view branch still starts as a copy).
 
     Raises:
-        FileNotFoundError: a named model folder does not hold a model.
+        FileNotFoundError: a named model folder does not hold a model (``CheckpointNotFoundError`` says
+            where to put the weights).
     """
     from reference_model.camera import CameraEncoder
     from reference_model.transformer import PoseTransformer3DModel
@@ -148,9 +160,7 @@ def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> Diff
     with torch.device(device):  # parameters are created where they will live (never 5B on the CPU first)
         if config.stage == "2d":
             if config.pretrained:
-                folder = Path(config.pretrained)
-                sub = folder / "transformer" if (folder / "transformer").is_dir() else folder
-                transformer = PoseTransformer3DModel.from_pretrained(sub).to(device)
+                transformer = _load_stage1(config.pretrained, device)
             else:
                 transformer = PoseTransformer3DModel(**config.model)
             return DiffusionModel(transformer)
@@ -160,8 +170,7 @@ def build_model(config: TrainConfig, device: torch.device | str = "cpu") -> Diff
             encoder = CameraEncoder.from_pretrained(folder / "camera_encoder").to(device)
             return DiffusionModel(transformer, encoder)
         if config.init_from:
-            folder = _model_folder(config.init_from)
-            stage1 = PoseTransformer3DModel.from_pretrained(folder / "transformer").to(device)
+            stage1 = _load_stage1(config.init_from, device)
         else:
             stage1 = PoseTransformer3DModel(**config.model)
         transformer = MultiViewTransformer3DModel.from_stage1(stage1)
@@ -497,7 +506,7 @@ class Trainer:
         device = self.accelerator.device
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        first = {k: (v[:1] if isinstance(v, torch.Tensor) else v[:1]) for k, v in batch.items()}
+        first = {k: v[:1] for k, v in batch.items()}  # the first example (tensors and lists alike)
         gen = torch.Generator(device).manual_seed(self.config.seed)
         lat = encode_batch(first, self.codec, device, gen, None)
         rays = batch_rays(first, self.config.data.height, self.config.data.width).to(device) if model.multiview else None
