@@ -9,7 +9,8 @@ Export, so that the released training and inference code reads our renders uncha
       render_results/binded_pose/<seq>/<i>.png             the front view's (view 0) pose map, black background
 
   View folders are ``view0`` ... ``view20`` (no zero padding, as the released code matches ``view(\\d+)``),
-  frames are integer stems (the code sorts them by ``int(stem)``).
+  frames are integer stems (the code sorts them by ``int(stem)``). The pose maps are copied as rendered:
+  render with ``--pose-variant charactershot`` for the released data's drawing (thin limbs, R/B swapped).
 
 - ``charactershot-inference`` (``inference/examples/4d/``)::
 
