@@ -266,7 +266,8 @@ def path_to_field(relpath: str | os.PathLike) -> str:
         return f"v{view}.webp" if kind == _MOTION else f"{kind}.v{view}.webp"
     raise SampleFormatError(
         f"relpath: {posix!r} is not part of the sample folder layout (expected meta.json, cameras.json, "
-        "joints.npy, apose_joints.npy, apose/viewVV.png or {motion,pose,depth,mask,normal}/viewVV/FFF.png)"
+        "joints.npy, apose_joints.npy, apose/viewVV.png, {motion,pose,depth,mask,normal}/viewVV/FFF.png, "
+        "the .webp forms of the colour images, or {motion,pose}/viewVV.webp)"
     )
 
 
