@@ -12,7 +12,8 @@ head, so errors do not accumulate):
   neck and shoulders; the head: nose, eyes, ears; a hand: its finger bases) take the rotation that best
   maps their rest offsets onto the wanted ones (Kabsch), so twist comes from the hips and shoulders
   frames and the face;
-- bones with one child take the smallest swing from their parent's rotation onto the wanted direction;
+- bones with one child take the smallest swing from their parent's rotation onto the wanted direction
+  (the spine bones below the chest then share the chest's twist, so a turned torso twists smoothly);
   an upper arm or leg then turns about its own axis so that the elbow or knee bends about its rest
   hinge axis (blended out as the limb straightens, where the bend plane is undefined);
 - legs are solved as two-bone chains that reach the ankle target exactly where reachable (the knee in
@@ -405,7 +406,52 @@ def solve_ik(joints: np.ndarray, skeleton: Skeleton, cfg: IKConfig = IKConfig())
             if legs:
                 miss = [wanted[n] - (heads[:, i] + rot[:, i] @ (rest_of[n] - sk.heads[i])) for n in legs]
                 heads[:, i] += np.nan_to_num(np.mean(miss, axis=0))
+    _spread_torso_twist(sk, rot, heads)
     return Motion(sk, rot, heads[:, 0].copy(), contacts, scale)
+
+
+def _twist_angle(q: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """[F] signed angle of rotations ``q`` [F, 3, 3] about unit ``axis`` [F, 3] (their twist part)."""
+    helper = np.where(np.abs(axis[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    u = normalize(np.cross(axis, helper))
+    v = np.einsum("fij,fj->fi", q, u)
+    v = v - (v * axis).sum(-1, keepdims=True) * axis
+    return np.arctan2((np.cross(u, v) * axis).sum(-1), (u * v).sum(-1))
+
+
+def _spread_torso_twist(sk: Skeleton, rot: np.ndarray, heads: np.ndarray) -> None:
+    """Share the chest's twist (from the shoulders) over the spine bones below it, in place.
+
+    The chest bone carrying the shoulders turns with them (its Kabsch fit), the bones between it and the
+    hips only swing; without this, a turned torso would twist at one joint. Joint positions do not change:
+    a bone's twist about its own axis leaves its child's head where it is.
+    """
+    top = next((b for b in ("upperChest", "chest") if b in sk.bones), None)
+    if top is None:
+        return
+    t = sk.index(top)
+    chain = []
+    p = sk.parents[t]
+    while p > 0:
+        chain.append(p)
+        p = sk.parents[p]
+    if not chain:
+        return
+    chain = chain[::-1]  # spine, chest (parents first)
+    kids = [c for c in sk.children(t) if sk.bones[c] == "neck"] or sk.children(t)
+    if not kids:
+        return
+    parent = rot[:, sk.parents[t]]
+    rest_dir = sk.heads[kids[0]] - sk.heads[t]
+    axis = normalize(np.einsum("fij,j->fi", rot[:, t], rest_dir))
+    swing_only = _swing(np.einsum("fij,j->fi", parent, rest_dir), axis) @ parent
+    theta = _twist_angle(rot[:, t] @ np.swapaxes(swing_only, -1, -2), axis)
+    for k, i in enumerate(chain):
+        child = next((c for c in sk.children(i) if c in chain or c == t), None)
+        d = normalize(heads[:, child] - heads[:, i]) if child is not None else axis
+        share = (k + 1) / (len(chain) + 1)
+        for f in range(len(rot)):
+            rot[f, i] = axis_angle(d[f], share * theta[f]) @ rot[f, i]
 
 
 def _hinge_twist(r0: np.ndarray, sk: Skeleton, i: int, bone: str, heads: np.ndarray,

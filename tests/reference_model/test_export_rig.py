@@ -93,6 +93,19 @@ def test_bent_elbow_gives_the_upper_arm_twist_and_the_hinge_bend(sk, side):
         assert angle_deg(m.rotations[0, sk.index(bone)], rot[0, sk.index(bone)]) < 1e-4, bone
 
 
+def test_a_turned_chest_spreads_its_twist_over_the_spine(sk):
+    """Shoulders turned 45 degrees about the vertical over still hips: spine 15, chest 30, upper chest 45."""
+    turn = axis_angle(np.array([0, 0, 1.0]), np.radians(45))
+    rot = pose(sk, {"upperChest": turn})
+    joints = forward_kinematics(sk, rot, sk.heads[:1])
+    m = solve_ik(joints, sk, IKConfig(scale_to_character=False))
+    for bone, deg in (("hips", 0), ("spine", 15), ("chest", 30), ("upperChest", 45)):
+        want = axis_angle(np.array([0, 0, 1.0]), np.radians(deg))
+        assert angle_deg(m.rotations[0, sk.index(bone)], want) < 1e-4, bone
+    ok = np.isfinite(joints)
+    assert np.abs(forward_kinematics(sk, m.rotations, m.hips)[ok] - joints[ok]).max() < 1e-9
+
+
 def test_bent_knee_bends_about_the_knee_hinge(sk):
     bend = axis_angle(np.array([1.0, 0, 0]), np.radians(50))
     rot = pose(sk, {"rightLowerLeg": bend, "leftUpperLeg": axis_angle(np.array([1.0, 0, 0]), -0.4),
