@@ -247,3 +247,20 @@ def test_a_blender_worker_killed_with_sigkill_is_retried(default_data, tmp_path)
     assert again.returncode == 0 and "1 rendered" in again.stdout, again.stdout + again.stderr
     (sample,) = open_samples(out)
     sample.validate(decode=True)
+
+
+def test_render_codec_option_reaches_the_shards(fake_worker, tmp_path):
+    control, inputs = fake_worker
+    out = tmp_path / "out"
+    assert _render(inputs, out, "--codec", "webp-view") == 0
+    samples = list(open_samples(out))
+    assert sorted(s.key for s in samples) == ["ann__walk", "bob__walk"]
+    for sample in samples:
+        assert "v00.webp" in sample.files and "pose.v00.webp" in sample.files and "apose.v00.webp" in sample.files
+        sample.validate(decode=True)
+        reference = make_fake_sample(sample.key, views=1, frames=2, size=8, depth=False, mask=False)
+        for f in range(2):
+            visible = reference.frame(0, f) * (reference.frame(0, f)[..., 3:] > 0)
+            assert (sample.frame(0, f) == visible).all() and (sample.pose(0, f) == reference.pose(0, f)).all()
+    manifest = json.loads((out / manifest_name(0, 1)).read_text())
+    assert manifest["config"]["codec"] == "webp-view"
