@@ -482,19 +482,27 @@ class Trainer:
         return path
 
     def save_model(self, folder: str | Path | None = None) -> Path:
-        """The model as diffusers folders: ``transformer/`` (+ ``camera_encoder/``). Returns the folder."""
+        """The model as diffusers folders: ``transformer/`` (+ ``camera_encoder/``). Returns the folder.
+
+        The weights come from ``accelerator.get_state_dict``, which gathers ZeRO-3 / FSDP shards (the
+        unwrapped module holds only this rank's shard there), and are written in diffusers' layout
+        (``config.json`` + ``diffusion_pytorch_model.safetensors``), so ``from_pretrained`` reads them.
+        """
+        from safetensors.torch import save_file
+
         acc = self.accelerator
         folder = Path(folder) if folder is not None else self.output_dir / "model"
         model = acc.unwrap_model(self.model)
-        state = acc.get_state_dict(self.model)  # gathers ZeRO-3 / FSDP shards
+        state = acc.get_state_dict(self.model)  # every rank takes part in the gather
         if acc.is_main_process:
-            prefix = "transformer."
-            model.transformer.save_pretrained(folder / "transformer",
-                                              state_dict={k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-            if model.camera_encoder is not None:
-                prefix = "camera_encoder."
-                model.camera_encoder.save_pretrained(folder / "camera_encoder",
-                                                     state_dict={k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            for name, module in (("transformer", model.transformer), ("camera_encoder", model.camera_encoder)):
+                if module is None:
+                    continue
+                prefix = f"{name}."
+                sub = {k[len(prefix):]: v.detach().contiguous().cpu() for k, v in state.items() if k.startswith(prefix)}
+                (folder / name).mkdir(parents=True, exist_ok=True)
+                module.save_config(folder / name)
+                save_file(sub, str(folder / name / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
         acc.wait_for_everyone()
         return folder
 
