@@ -214,7 +214,8 @@ def cmd_default_data(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="character4d", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="character4d", description="Character4D dataset builder: render, "
+                                     "preview, inspect, default-data, export, import.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("render", help="render characters x motions into 21-view shards or folders")
     _add_render_args(p)
