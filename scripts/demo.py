@@ -40,9 +40,9 @@ def available_metrics() -> list[str]:
 
 
 # A small CPU fit of the 4D Gaussian model (the full-size fit runs on a GPU: README, reference_model section).
-GS4D_CPU = ("init_points=1000", "max_gaussians=1500", "hull_resolution=48", "coarse_steps=100", "window_steps=30",
-            "final_steps=220", "views_per_step=4", "sh_degree=1", "densify_from=50", "densify_every=50",
-            "densify_until=400", "neighbour_every=50")
+GS4D_CPU = ("init_points=800", "max_gaussians=1200", "hull_resolution=48", "coarse_steps=80", "window_steps=20",
+            "final_steps=150", "views_per_step=3", "sh_degree=1", "densify_from=40", "densify_every=40",
+            "densify_until=300", "neighbour_every=40")
 
 
 def gs4d_step(out: Path, gt: Path, resolution: int) -> list[str]:

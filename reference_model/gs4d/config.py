@@ -172,7 +172,7 @@ class Gs4dConfig:
     sh_degree: int = 3
     init_points: int = 30000
     hull_resolution: int = 96
-    hull_threshold: float = 0.5
+    hull_threshold: float = 0.3
     init_opacity: float = 0.1
     plane_resolution: int = 64
     time_resolution: int = 25
