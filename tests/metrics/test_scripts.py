@@ -48,3 +48,10 @@ def test_bench_runs_on_cpu(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["unit"] for r in rows] == ["clips/s", "images/s", "images/s"]
     assert all(r["throughput"] > 0 for r in rows)
+
+
+def test_bootstrap_bench_runs_and_both_routes_agree():
+    proc = _run("scripts/bench/eval_bootstrap.py", "--samples", "3", "--resamples", "20", "--before-resamples", "5")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("fvd_", "fv4d"))]
+    assert [r[0] for r in rows] == ["fvd_f", "fvd_v", "fvd_d", "fv4d"] and all(r[-1] == "True" for r in rows)
