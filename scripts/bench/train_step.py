@@ -38,28 +38,9 @@ PEAK_GEMM_TFLOPS = 790.0  # bf16 GEMM ceiling measured on the GPU machine (refer
 
 
 def forward_flops(config: dict, views: int, latent_frames: int, grid_h: int, grid_w: int) -> float:
-    """Matmul FLOPs of one stage-2 forward of one example (``latent_frames`` includes the reference frame)."""
-    d = config["num_attention_heads"] * config["attention_head_dim"]
-    layers = config["num_layers"]
-    text = config["max_text_seq_length"]
-    n = grid_h * grid_w
-    ff_inner = 4 * d  # diffusers FeedForward(mult=4)
-    seq_t = text + latent_frames * n  # one view's video + its text
-    seq_v = text + views * n  # one frame of every view + its text
-    per_block = 0.0
-    # temporal branch: q, k, v, out projections over every token of each view's sequence, then attention
-    per_block += 2 * 4 * d * d * views * seq_t + views * 4 * seq_t**2 * d
-    # view branch: the same per frame
-    per_block += 2 * 4 * d * d * latent_frames * seq_v + latent_frames * 4 * seq_v**2 * d
-    # shared feed-forward over all visual tokens and both text streams
-    ff_tokens = views * latent_frames * n + (views + latent_frames) * text
-    per_block += 2 * 2 * d * ff_inner * ff_tokens
-    total = layers * per_block
-    p = config["patch_size"]
-    c_in, c_out = config["in_channels"], config["out_channels"]
-    total += 2 * views * latent_frames * n * (c_in * p * p * d + d * c_out * p * p)  # patch embed + proj_out
-    total += 2 * views * text * config["text_embed_dim"] * d  # text projection
-    return float(total)
+    from reference_model.training.flops import multiview_forward_flops
+
+    return multiview_forward_flops(config, views, latent_frames, grid_h, grid_w)
 
 
 def build(device: torch.device, dtype: torch.dtype):

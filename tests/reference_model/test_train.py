@@ -263,3 +263,26 @@ def test_latent_cache_reads_back_what_it_wrote(shard_root, tmp_path):
         assert torch.equal(fresh[name], first[name]) and torch.equal(first[name], again[name])
     other = LatentCache(tmp_path / "cache", {"codec": codec.config(), "height": 64})
     assert other.root != cache.root  # other settings, other entries
+
+
+def test_flop_count_matches_torch_flop_counter():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from reference_model.training.flops import multiview_forward_flops
+    from reference_model.transformer import PoseTransformer3DModel
+    from reference_model.transformer_multiview import MultiViewTransformer3DModel
+
+    config = dict(num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=4,
+                  text_embed_dim=12, max_text_seq_length=4, num_layers=2, sample_height=4, sample_width=6,
+                  sample_frames=9, use_learned_positional_embeddings=False)  # fmt: skip
+    torch.manual_seed(0)
+    model = MultiViewTransformer3DModel.from_stage1(PoseTransformer3DModel(**config)).eval()
+    v, f, h, w = 3, 3, 4, 6
+    x = torch.randn(1, v, f, 4, h, w)
+    # the math SDPA backend runs attention as matmuls, which the counter sees (the fused CPU kernel it does not)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x, torch.randn(1, 4, 12), torch.tensor([10]), torch.randn(1, v, 1, 4, h, w), torch.randn(1, v, f + 1, 4, h, w))
+    counted = multiview_forward_flops({**config, "patch_size": 2}, v, f + 1, h // 2, w // 2)
+    # torch counts every matmul, convolution and attention; ours leaves out the adaptive norms' small linears
+    assert counted == pytest.approx(counter.get_total_flops(), rel=0.02)
