@@ -6,6 +6,10 @@ scores one sample at a time, so memory holds one sample's images, never the test
 metrics keep one number per cell; FVD and FID keep float64 running sums of their features
 (``metrics.fvd``), plus each sample's features (20 x 400 per side for FVD) for the bootstrap
 interval, which resamples samples, not clips, because a sample's clips are not independent.
+
+This module holds the evaluation loop and the set statistics; decoding ahead lives in
+``characterbench.prefetch``, the record's code provenance in ``characterbench.provenance``, each task's
+scoring in ``characterbench/tasks/``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,15 @@ import numpy as np
 import torch
 
 import characterbench
-from characterbench import protocol as P
 from characterbench.config import EvalConfig
 from characterbench.groundtruth import GroundTruthError, GroundTruthIndex, index_ground_truth, iter_ground_truth
-from characterbench.predictions import PredictionIndex, read_prediction, validate_predictions
+from characterbench.metric_specs import METRICS
+from characterbench.predictions import PredictionIndex, validate_predictions
+from characterbench.prefetch import FeatureTimer, PendingSample, _Inline, prefetch, submit_sample  # noqa: F401 (re-exported)
 from characterbench.protocol import Protocol
+from characterbench.provenance import SCORING_PATHS, git_commit  # noqa: F401 (re-exported)
 from characterbench.results import Grid, Interval, Results, SampleScores
 from characterbench.scorers import MetricSuite, build_suite, describe_device, resolve_device
-from characterbench.metric_specs import METRICS
 from characterbench.tasks import get_task, resolve_metrics
 
 
@@ -120,121 +123,6 @@ class SetStatistic:
             groups=[r.shape[0] for _, r, _ in self.samples], keys=keys, value=self.compute(), device=device,
         )
         return Interval(ci.low, ci.high, confidence, resamples, "sample", seed, std=ci.std, method="basic")
-
-
-# --------------------------------------------------------------------------- per sample
-
-
-@dataclass
-class FeatureTimer:
-    """Time spent in the feature extractor (I3D or Inception) and the clips/images it saw."""
-
-    feature_s: float = 0.0
-    clips: int = 0
-
-
-@dataclass
-class PendingSample:
-    """One sample whose images are being decoded in the background.
-
-    Attributes:
-        key: Sample key.
-        cells: Scored cells, in protocol order (``(view, frame)`` or ``(view,)``).
-        gt: One future per cell resolving to the task's ground truth of the cell (the RGBA
-            ``[H, W, 4]`` uint8 image for the image tasks).
-        pred: One future per cell resolving to the decoded prediction (``[H, W, 3|4]`` images).
-        sample: The ground-truth ``character4d.format.Sample`` (cameras, joints; decoded lazily).
-    """
-
-    key: str
-    cells: list[tuple[int, ...]]
-    gt: list[Future]
-    pred: list[Future]
-    sample: Any = None
-
-    def batch(self, start: int, stop: int, protocol: Protocol, device: torch.device | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Composited full-resolution ground truth and prediction ``[n, 3, H, W]`` of cells ``start:stop``.
-
-        Images move to ``device`` as uint8 and are composited there (and resized there by the
-        callers): on a GPU this keeps the CPU free for PNG decoding, the bottleneck.
-        """
-
-        def stack(futures: list[Future]) -> torch.Tensor:
-            rgba = torch.stack([P.rgba_to_tensor(f.result(), device) for f in futures])
-            return P.composite(rgba, protocol.background)
-
-        return stack(self.gt[start:stop]), stack(self.pred[start:stop])
-
-
-class _Inline:
-    """An executor that runs the task at once (``workers=0``)."""
-
-    def submit(self, fn: Callable, *args: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # re-raised by .result(), as a thread pool would
-            future.set_exception(exc)
-        return future
-
-
-def submit_sample(sample: Any, paths: Mapping, cells: list[tuple[int, ...]], pool: Any, task: Any = None) -> PendingSample:
-    """Start decoding one sample's ground truth and predictions on ``pool`` (each file once: the
-    decoded arrays serve every metric)."""
-    if task is None:
-        from characterbench.tasks import get_task
-
-        task = get_task("multiview" if len(cells[0]) == 2 else "apose")
-    return PendingSample(
-        key=sample.key,
-        cells=cells,
-        gt=[pool.submit(task.read_gt, sample, c) for c in cells],
-        pred=[pool.submit(task.read_prediction, paths[c]) for c in cells],
-        sample=sample,
-    )
-
-
-def prefetch(samples: Iterator[Any], paths: Mapping[str, Mapping], cells: list[tuple[int, ...]], pool: Any,
-             task: Any = None) -> Iterator[PendingSample]:
-    """Yield each sample while the next one is already decoding (PNG decoding releases the GIL)."""
-    pending = None
-    for sample in samples:
-        upcoming = submit_sample(sample, paths[sample.key], cells, pool, task)
-        if pending is not None:
-            yield pending
-        pending = upcoming
-    if pending is not None:
-        yield pending
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-# The code a score depends on: a change here (uncommitted) makes a record's commit "+dirty".
-SCORING_PATHS = ("characterbench", "metrics", "character4d/format")
-
-
-def git_commit(path: str | Path | None = None) -> str | None:
-    """Commit of the checkout holding ``path`` (default: this package), ``+dirty`` when the scoring code
-    (:data:`SCORING_PATHS`) differs from it; changes elsewhere in the tree do not move a score.
-
-    Returns:
-        The commit hash, or None outside a git checkout (e.g. an installed wheel).
-    """
-    where = str(path or Path(characterbench.__file__).resolve().parent)
-    try:
-        top = subprocess.run(["git", "-C", where, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
-        head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0 or top.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", top.stdout.strip(), "status", "--porcelain", "--untracked-files=normal", "--", *SCORING_PATHS],
-            capture_output=True, text=True, timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 # --------------------------------------------------------------------------- evaluation
