@@ -493,7 +493,9 @@ def render_sample(character: str | Path, motion: str | Path, key: str, cfg: Rend
         "rig": cameras.to_json()["rig"],
         "renderer": {"blender": bpy.app.version_string, "engine": cfg.engine,
                      "samples": cfg.effective_samples, "denoise": cfg.denoise},
-        "render_config": cfg.to_json(),
+        # Without `threads`: how many cores rendered a sample changes no pixel, and the same job run with
+        # and without --ray (which sets it per task) must give the same bytes.
+        "render_config": {k: v for k, v in cfg.to_json().items() if k != "threads"},
         "package_version": character4d.__version__,
         "seed": cfg.seed,
         "joint_names": list(JOINT_NAMES),
