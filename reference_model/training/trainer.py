@@ -320,8 +320,8 @@ _RAY_CACHE: dict[tuple[bytes, bytes, int, int], torch.Tensor] = {}
 def batch_rays(batch: dict[str, Any], height: int, width: int) -> torch.Tensor:
     """Plücker maps ``[B, V, 6, H, W]`` of the batch's cameras on the canvas (float64 maths on CPU).
 
-    A rig has few distinct cameras (21 for Character4D), so each camera's map is computed once and kept:
-    recomputing them every step took most of a small stage-2 model's step time.
+    A rig has few distinct cameras (21 for Character4D), so each camera's map is computed once and kept
+    instead of on every step in the training process.
     """
     from reference_model.camera import plucker_rays
 
