@@ -60,17 +60,19 @@ def sphere_silhouette(centre, radius, viewmat, K, size) -> np.ndarray:
     return np.linalg.norm(rays * along[..., None] - c, axis=-1) <= radius
 
 
-@pytest.mark.parametrize("method,n,sigma,voxel,expected_radius", [
-    # opacity field: the 0.5 level set lies outside the centres (overlapping Gaussians saturate)
-    ("opacity", 3000, 0.02, 0.02, (0.26, 0.31)),
+@pytest.mark.parametrize("method,snap,n,sigma,voxel,expected_radius", [
+    # opacity field, snapped onto the centres' shell (radius 0.25)
+    ("opacity", True, 3000, 0.02, 0.02, (0.24, 0.26)),
+    # ... unsnapped: the 0.5 level set of overlapping Gaussians lies about 2 sigma outside their centres
+    ("opacity", False, 3000, 0.02, 0.02, (0.27, 0.31)),
     # TSDF of the torch rasteriser's expected depth: the front of the (large, sparse) Gaussians
-    ("tsdf", 600, 0.035, 0.025, (0.24, 0.32)),
+    ("tsdf", False, 600, 0.035, 0.025, (0.24, 0.32)),
 ])
-def test_translating_sphere_gives_a_translating_sphere_mesh(method, n, sigma, voxel, expected_radius):
+def test_translating_sphere_gives_a_translating_sphere_mesh(method, snap, n, sigma, voxel, expected_radius):
     model = sphere_model(n, sigma)
     # fusion cameras close enough that a pixel is about a voxel
     cfg = MeshConfig(voxel_size=voxel, method=method, image_size=40, rings=((0.0, 8), (45.0, 4), (-45.0, 4)),
-                     radius=1.3)
+                     radius=1.3, snap=snap)
     mesh, info = extract_mesh(model, cfg)
     assert info["method"] == method and mesh.vertices.shape[0] == 3
     r = np.linalg.norm(mesh.vertices[0] - CENTRE, axis=1)
