@@ -85,3 +85,11 @@ def test_splits_never_mix_unless_asked_by_name():
     assert 0 not in held.train_frames(25) and 24 not in held.train_frames(25) and 1 in held.train_frames(25)
     with pytest.raises(ValueError, match="did you mean 'final_steps'"):
         preset("default", final_step=3)
+
+
+def test_research_preset_keeps_the_released_learning_rates():
+    r = preset("research")
+    # arguments/__init__.py + arguments/dnerf/dnerf_default.py of the released code.
+    assert (r.lr_deformation, r.lr_deformation_final, r.lr_grid, r.lr_grid_final) == (1.6e-4, 1.6e-6, 1.6e-3, 1.6e-5)
+    assert (r.lr_means, r.lr_opacities, r.lr_scales, r.lr_quats, r.lr_sh0) == (1.6e-4, 5e-2, 5e-3, 1e-3, 2.5e-3)
+    assert (r.densify_from, r.densify_until, r.opacity_reset_every, r.views_per_step) == (500, 15000, 3000, 1)
