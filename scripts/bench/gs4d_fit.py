@@ -3,7 +3,8 @@
     python scripts/bench/gs4d_fit.py --data .whl-gs4d/packs/ada__dance.npz --sample ada__dance \
         --runs out/gs4d-bench --presets default,research,no_neighbour,no_gate,no_progressive
 
-Fits each preset (skipping fits whose ``fit.json`` exists, so a table can be re-made from earlier runs) and
+CPU runs at low resolution: add ``--device cpu --resolution 32 --set FIELD=VALUE ...`` (e.g. the demo's
+settings, scripts/demo.py GS4D_CPU). Fits each preset (skipping fits whose ``fit.json`` exists, so a table can be re-made from earlier runs) and
 prints a Markdown table. ``--rescore GT`` recomputes the held-out PSNR / SSIM / LPIPS from the saved renders
 against the ground truth on this machine (for runs made where the LPIPS weights were absent).
 """
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="folder of fits: <runs>/<preset>/<sample>/fit.json")
     parser.add_argument("--presets", default="default,research,no_neighbour,no_gate,no_progressive")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--resolution", type=int, help="fit at this side (CPU runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="config override for every fit")
     parser.add_argument("--rescore", help="ground truth to rescore the held-out renders against (LPIPS here)")
     parser.add_argument("--out", help="write the table (Markdown) here too")
     args = parser.parse_args(argv)
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cmd = [sys.executable, "-m", "reference_model.cli", "fit4d", "--data", args.data, "--sample", args.sample,
                    "--out", str(fit_dir), "--preset", preset, "--device", args.device, "--quiet", "--no-ply"]
+            cmd += ["--resolution", str(args.resolution)] if args.resolution else []
+            cmd += [x for item in args.set for x in ("--set", item)]
             if subprocess.call(cmd, cwd=ROOT) != 0:
                 print(f"{preset}: fit failed", file=sys.stderr)
                 continue
