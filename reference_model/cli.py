@@ -38,7 +38,10 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="charactershot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="charactershot",
+        description="The CharacterShot reference model: 4D Gaussian fitting, multi-view generation, training, exports.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, text) in _available().items():
         # Arguments are added lazily below; help lists every command without importing them.
