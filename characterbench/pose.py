@@ -295,7 +295,7 @@ def triangulate_pose_maps(
     cameras: Any = None,
     views: Sequence[int] | None = None,
     frames: Sequence[int] | None = None,
-    variant: str = "openpose",
+    variant: str | None = None,
     threshold_px: float | None = None,
 ) -> np.ndarray:
     """3D COCO-18 keypoints from OpenPose-colour pose maps of several calibrated views.
@@ -307,7 +307,8 @@ def triangulate_pose_maps(
             Ks [V', 3, 3])`` of the whole rig; default the sample's own cameras.
         views: Rig view indices of the maps (default: all views of the sample, or ``range(len(maps))``).
         frames: Frame indices (default: all frames of the sample, or ``range(len(maps[0]))``).
-        variant: Colour variant, see :func:`decode_pose_map`.
+        variant: Colour variant, see :func:`decode_pose_map` (default: the sample's own
+            ``meta.json`` ``render_config.pose_variant``, else ``"openpose"``).
         threshold_px: Outlier threshold (default 1.5 % of the image side: 8 px at 512 px).
 
     Returns:
@@ -323,6 +324,8 @@ def triangulate_pose_maps(
             raise ValueError("cameras: required when maps is not a character4d sample")
         cameras = maps.cameras
     viewmats, Ks = _camera_arrays(cameras)
+    if variant is None:
+        variant = sample_pose_variant(maps) if is_sample else "openpose"
     if is_sample:
         views = list(range(maps.num_views)) if views is None else list(views)
         frames = list(range(maps.num_frames)) if frames is None else list(frames)
@@ -338,6 +341,12 @@ def triangulate_pose_maps(
     kp = np.stack([[decode_pose_map(np.asarray(images[i][j]), variant) for i in range(len(views))]
                    for j in range(len(frames))])  # [F, V, 18, 2]
     return triangulate_keypoints(kp, viewmats[views], Ks[views], threshold)
+
+
+def sample_pose_variant(sample: Any) -> str:
+    """The colour variant a sample's pose maps were drawn in (``meta.json`` ``render_config.pose_variant``)."""
+    config = (sample.meta or {}).get("render_config") or {}
+    return config.get("pose_variant", "openpose") if isinstance(config, dict) else "openpose"
 
 
 def _camera_arrays(cameras: Any) -> tuple[np.ndarray, np.ndarray]:

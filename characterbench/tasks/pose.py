@@ -66,10 +66,11 @@ class PoseTask(Task):
         return grid_axes[1][i], grid_axes[3][j]
 
     def read_gt(self, sample: Any, cell: Cell) -> np.ndarray:
-        """The keypoints the ground truth's pose map shows (``[18, 2]``, NaN = not drawn)."""
-        from characterbench.pose import decode_pose_map
+        """The keypoints the ground truth's pose map shows (``[18, 2]``, NaN = not drawn), decoded in the
+        colour variant the sample was rendered with."""
+        from characterbench.pose import decode_pose_map, sample_pose_variant
 
-        return decode_pose_map(sample.pose(*cell))
+        return decode_pose_map(sample.pose(*cell), sample_pose_variant(sample))
 
     def pred_path(self, root, key: str, cell: Cell, suffix: str = ".png") -> Path:
         return Path(root, key, POSE_DIR, f"view{cell[0]:02d}", f"frame{cell[1]:03d}{suffix}")
