@@ -169,6 +169,8 @@ class Gs4dConfig:
         opacity_reset_every: Reset opacities to 0.01 every so many steps (0 = never; 3DGS 3000).
         restart_per_stage: Learning-rate decay and densification counters restart at every stage (the
             research code calls its training set-up once per stage); False: one schedule over all steps.
+        lr_horizon: Steps over which the learning rates decay to their final values (None: the whole schedule,
+            or each stage with ``restart_per_stage``; research 20000, 4DGS's position_lr_max_steps).
         seed: Random seed.
         background: Background colour the images are composited on (white: protocol v1, research).
     """
@@ -232,6 +234,7 @@ class Gs4dConfig:
     max_gaussians: int = 360000
     opacity_reset_every: int = 0
     restart_per_stage: bool = False
+    lr_horizon: int | None = None
     seed: int = 0
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -301,8 +304,10 @@ def _research() -> Gs4dConfig:
     # (3500 from the 6th), 20000 iterations on all frames, one image per iteration, L1 only (lambda_dssim 0),
     # k = 8, the vector Laplacian neighbour loss with its dynamic weight, gate threshold 0.01, kNN every 200,
     # TV weights 0.0001 / 0.01 / 0.0001, densification from 500 to 15000 every 100, opacity reset every 3000,
-    # deformation depth 0. What it lacked is fixed: the neighbour loss keeps its gradient and the loader follows
-    # the windows. Its window steps grow (3000 + 500 * (i // 5)); see schedule.window_steps_of.
+    # deformation depth 0, learning rates decaying over 20000 steps from every stage's start. Unlike it, the
+    # Gaussians start from the visual hull (it reads a point-cloud file). What it lacked is fixed: the
+    # neighbour loss keeps its gradient and the loader follows the windows. Its window steps grow
+    # (3000 + 500 * (i // 5)); see schedule.build_schedule.
     return Gs4dConfig(
         coarse_steps=3000,
         window_steps=3000,
@@ -315,6 +320,7 @@ def _research() -> Gs4dConfig:
         neighbour_gate_rule="both",
         sh_increase_every=1000,
         restart_per_stage=True,
+        lr_horizon=20000,
         neighbour_weight=None,
         neighbour_form="vector",
         neighbour_points=10**9,

@@ -182,7 +182,7 @@ def fit(
         fed = result.fed_frames.setdefault(stage.name, [])
         for local in range(stage.steps):
             counter = local if config.restart_per_stage else step
-            horizon = stage.steps if config.restart_per_stage else total
+            horizon = config.lr_horizon or (stage.steps if config.restart_per_stage else total)
             progress_frac = counter / max(horizon - 1, 1)
             for group in optimizer.param_groups:
                 name = group["name"]
