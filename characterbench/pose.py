@@ -29,6 +29,11 @@ from typing import Any
 
 import numpy as np
 
+# The pose-map convention (DESIGN.md Appendix A) has one owner, character4d.posemap (numpy only), which
+# draws the ground truth; decoding uses its tables so the two cannot drift apart.
+from character4d.posemap import COCO18_NAMES, KEYPOINT_COLORS, coco18_from_joints
+from character4d.posemap import _COCO18_SOURCES as COCO18_SOURCES
+
 __all__ = [
     "COCO18_NAMES",
     "COCO18_SOURCES",
@@ -47,24 +52,6 @@ __all__ = [
     "triangulate_pose_maps",
 ]
 
-# DESIGN.md Appendix A; a test pins these against character4d.posemap, which draws the ground truth.
-COCO18_NAMES: tuple[str, ...] = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
-KEYPOINT_COLORS: tuple[tuple[int, int, int], ...] = (
-    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
-    (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
-    (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
-)  # fmt: skip
-# Canonical joints (joints.npy names) whose mean each COCO-18 keypoint is: bone heads; the neck is the
-# mid-point of the shoulders (as DWPose computes it), face points as named.
-COCO18_SOURCES: tuple[tuple[str, ...], ...] = (
-    ("nose",), ("leftUpperArm", "rightUpperArm"), ("rightUpperArm",), ("rightLowerArm",), ("rightHand",),
-    ("leftUpperArm",), ("leftLowerArm",), ("leftHand",), ("rightUpperLeg",), ("rightLowerLeg",), ("rightFoot",),
-    ("leftUpperLeg",), ("leftLowerLeg",), ("leftFoot",), ("rightEye",), ("leftEye",), ("rightEar",), ("leftEar",),
-)  # fmt: skip
 # Right/left keypoint pairs (indices), for the swapped-pose check and per-side reports.
 LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17))
 ROOT = (8, 11)  # the root is the mid-point of the hips (COCO-18 has no pelvis keypoint)
@@ -177,30 +164,6 @@ def keypoints_to_openpose_json(uv: np.ndarray) -> str:
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-def coco18_from_joints(joints: np.ndarray, joint_names: Sequence[str]) -> np.ndarray:
-    """COCO-18 keypoints of canonical joints.
-
-    Args:
-        joints: ``[..., J, 3]`` in ``joint_names`` order (NaN = missing).
-        joint_names: ``[J]`` canonical names (``meta.json`` ``joint_names``).
-
-    Returns:
-        ``[..., 18, 3]`` float64; NaN where a source joint is NaN or not named.
-
-    Raises:
-        ValueError: ``joints`` does not end in ``[len(joint_names), 3]``.
-    """
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.shape[-2:] != (len(joint_names), 3):
-        raise ValueError(f"joints: expected [..., {len(joint_names)}, 3], got {list(joints.shape)}")
-    index = {n: i for i, n in enumerate(joint_names)}
-    out = np.full(joints.shape[:-2] + (18, 3), np.nan)
-    for k, sources in enumerate(COCO18_SOURCES):
-        if all(s in index for s in sources):
-            out[..., k, :] = np.mean([joints[..., index[s], :] for s in sources], axis=0)
-    return out
 
 
 def project_points(points: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from character4d.blender.worker import _redirect_blender_output
+
 _HIPS_TOL_M = 0.002  # the re-posed hips must sit where the sample's joints say (2 mm)
 
 
@@ -81,11 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m reference_model.export.blender_gt JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
-    sys.stdout.flush()
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    # Blender's own chatter goes to the log; results travel on the returned channel (as character4d's worker).
+    channel = _redirect_blender_output(Path(job["log"]))
     try:
         import bpy
         import mathutils

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from character4d.blender.worker import _redirect_blender_output
 from reference_model.export.ik import Motion, forward_kinematics
 
 _JOINT_TOL_M = 0.01  # the character file must carry the sample's skeleton (1 cm: same file, same normalisation)
@@ -160,11 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m reference_model.export.blender_rig JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
-    sys.stdout.flush()
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)  # Blender's own chatter goes to the log
-    os.dup2(log, 2)
+    # Blender's own chatter goes to the log; results travel on the returned channel (as character4d's worker).
+    channel = _redirect_blender_output(Path(job["log"]))
     try:
         import time
 
