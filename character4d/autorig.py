@@ -13,7 +13,9 @@ body proportions):
 2. Legs: horizontal sections from the floor up hold two blobs (the feet, then the legs), tracked up
    to the highest layer where they are still apart (the crotch). The ankle is where a foot's forward
    reach ends (the section's depth shrinks to the shin's); the hip joint is over the thigh's section
-   just below the crotch, at a height above it that scales with the shoulders' height.
+   just below the crotch, between the crotch and the waist (the torso's narrowest section over the
+   pelvis, `_waist`); where the torso shows no waist (a round body, a skirt hiding it) at a height
+   above the crotch that scales with the shoulders' height.
 3. Arms: beyond the torso, the solid on each side is an arm; its principal axis gives the arm line in
    A- and T-poses alike. Walking from the fingertips inwards, sections perpendicular to the arm stay
    small until they reach far below the arm's axis (the torso's side at the armpit): the shoulder
@@ -207,6 +209,10 @@ def _blob_near(section: np.ndarray, size: float, near: np.ndarray) -> np.ndarray
 # which a big head or hair inflates): 0.115-0.143 on the five rigged characters of ../shared/assets
 # (two riggers differ by 0.028 on the same mesh); the mean.
 _HIP_ABOVE_CROTCH = 0.127
+# Hip-joint height between the crotch and the waist (the narrowest torso section above the pelvis):
+# 0.43-0.56 on the rigged characters of ../shared/assets and the project's procedural template; the
+# mean. The crotch-to-waist span scales with the pelvis itself, whatever the head, legs or hair are.
+_HIP_OF_WAIST = 0.48
 # Knee between ankle and hip joint: 0.51-0.55 on the same rigs, 0.52 on the Mixamo template.
 _KNEE_RATIO = 0.52
 # Ankle height as a fraction of the crotch height when the foot shows no narrowing (boots, paws).
@@ -221,7 +227,7 @@ def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dic
 
     Returns:
         dict with "crotch" (z), and per side ("left"/"right") the lists of (z, blob centroid [3],
-        blob depth along y) from the floor to the crotch.
+        blob depth along y, (ymin, ymax), (xmin, xmax)) from the floor to the crotch.
 
     Raises:
         AutoRigError: when the floor does not show two feet.
@@ -267,13 +273,15 @@ def _find_legs(slices: dict[int, np.ndarray], size: float, height: float) -> dic
             c = b.mean(axis=0)
             prev[s] = c[:2]
             yr = (float(b[:, 1].min()) - 0.5 * size, float(b[:, 1].max()) + 0.5 * size)
-            track[s].append((float(k * size), c, yr[1] - yr[0], yr))
+            xr = (float(b[:, 0].min()) - 0.5 * size, float(b[:, 0].max()) + 0.5 * size)
+            track[s].append((float(k * size), c, yr[1] - yr[0], yr, xr))
     if split_top is None or len(track["left"]) < 4:
         raise AutoRigError("auto-rig: cannot find two separate legs (expected a standing humanoid, legs apart)")
     return {"crotch": (split_top + 0.5) * size, **track}
 
 
-def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder_z: float) -> dict[str, np.ndarray]:
+def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder_z: float,
+                waist_z: float | None = None) -> dict[str, np.ndarray]:
     """Hip, knee, ankle and toes of one leg from its section track (floor to crotch).
 
     Args:
@@ -282,6 +290,7 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
         height: the figure's height.
         size: voxel edge.
         shoulder_z: height of the shoulder joints.
+        waist_z: height of the waist (`_waist`), None when the torso shows none.
     """
     z = np.array([t[0] for t in track])
     cen = np.array([t[1] for t in track])
@@ -298,7 +307,7 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
         hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
         if len(hit):
             ankle_z, narrowed = _ANKLE_BELOW_TOP * float(z[hit[0]]), True
-    hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z
+    hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z if waist_z is None else crotch + _HIP_OF_WAIST * (waist_z - crotch)
     knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
 
     def joint(zq: float, name: str, fraction: float | None = None) -> np.ndarray:
@@ -321,6 +330,40 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
         slope, offset = np.polyfit(z[thigh], cen[thigh, 0], 1)
         hip[0] = slope * hip_z + offset
     return {"UpperLeg": hip, "LowerLeg": knee, "Foot": ankle}
+
+
+def _waist(slices: dict[int, np.ndarray], size: float, crotch: float, shoulder_z: float,
+           half: float, hips_span: float) -> float | None:
+    """Height of the waist: the narrowest section of the torso's column over the pelvis.
+
+    Looked for in the lower 70 % of the crotch-to-shoulder span (above it the chest narrows again under
+    the arms). Widths count only up to the thighs' outer span just below the crotch: a skirt or a cape
+    that survives the volume's opening widens the sections round the pelvis beyond the thighs, and must
+    not read as a narrowing above it. The waist is a real narrowing only above the lowest 15 % of the
+    span and at least 10 % narrower than the pelvis below it; a round cartoon body (or a skirt hiding
+    the waist) has none, and then the result is None.
+
+    Args:
+        slices: solid voxel centres per layer (`_slices`).
+        size: voxel edge.
+        crotch, shoulder_z: heights of the crotch and of the shoulder joints.
+        half: the shoulder joints' distance from the symmetry plane (bounds the column's width).
+        hips_span: outer width of the two thighs just below the crotch.
+    """
+    span = shoulder_z - crotch
+    rows = []
+    for z in np.arange(crotch + size, crotch + 0.7 * span, size):
+        blob = _column(slices, size, float(z), 1.3 * half)
+        if blob is not None:
+            rows.append((float(z), min(float(np.ptp(blob[:, 0])) + size, hips_span)))
+    if len(rows) < 4:
+        return None
+    zs, widths = np.array(rows).T
+    i = int(np.argmin(widths))
+    below = widths[:i]
+    if zs[i] < crotch + 0.15 * span or len(below) == 0 or below.max() < 1.1 * widths[i]:
+        return None
+    return float(zs[i])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -592,7 +635,12 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
     arm = {s: _arm_joints(_arm_profile(points, size, sign, crotch), size)
            for s, sign in (("left", 1.0), ("right", -1.0))}
     shoulder_z = 0.5 * float(arm["left"]["UpperArm"][2] + arm["right"]["UpperArm"][2])
-    leg = {s: _leg_joints(legs[s], crotch, height, size, shoulder_z) for s in ("left", "right")}
+    half_sh = 0.5 * float(arm["left"]["UpperArm"][0] - arm["right"]["UpperArm"][0])
+    # The thighs' outer span a few layers below the crotch (clear of the merge).
+    thighs = {s: [t for t in legs[s] if t[0] < crotch - 2 * size] for s in ("left", "right")}
+    hips_span = thighs["left"][-1][4][1] - thighs["right"][-1][4][0] if all(thighs.values()) else np.inf
+    waist_z = _waist(slices, size, crotch, shoulder_z, half_sh, hips_span)
+    leg = {s: _leg_joints(legs[s], crotch, height, size, shoulder_z, waist_z) for s in ("left", "right")}
 
     joints: dict[str, np.ndarray] = {}
     checks: dict[str, float] = {}
