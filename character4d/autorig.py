@@ -19,10 +19,12 @@ body proportions):
 3. Arms: beyond the torso, the solid on each side is an arm; its principal axis gives the arm line in
    A- and T-poses alike. Walking from the fingertips inwards, sections perpendicular to the arm stay
    small until they reach far below the arm's axis (the torso's side at the armpit): the shoulder
-   joint sits there on the arm's axis, one arm radius below its top edge. The wrist is the narrowest
-   section behind the palm.
+   joint sits there on the arm's axis, one arm radius below its top edge (where a head or hair resting
+   on the shoulder does not raise it). The wrist is the narrowest section behind the palm.
 4. Torso: the neck is the shoulder line; the head joint sits at the narrowest layer of the column
-   above the shoulders (or on top of the shoulders when the head sits on the body); the spine joints
+   above the shoulders (or on top of the shoulders when the head sits on the body), and no higher
+   than just above the chin, read on the face's front edge (hair hides the neck's narrowing, not the
+   face); the spine joints
    are between hips and neck on the torso's sections; the hips are centred between the hip joints.
 5. Left and right are fitted separately and averaged in mirror image; their disagreement, the limb
    proportions and the order of the spine joints decide whether the fit is trusted (`RigFit.quality`,
@@ -374,6 +376,9 @@ _ELBOW_RATIO = 0.51
 # Stretch of the arm (fractions of the tip-to-armpit distance) whose section centres give the arm line:
 # clear of the hand and of the shoulder, where a thick arm flares into the torso.
 _ARM_LINE = (0.35, 0.9)
+# Near the armpit, a section's top more than this many arm thicknesses above the arm's own top edge
+# belongs to something resting on the shoulder (a chibi's head, hair, a collar), not to the arm.
+_TOP_RISE = 0.5
 # Reach below the arm's axis, in arm thicknesses, that marks the torso's side.
 _PIT_REACH = 1.5
 
@@ -475,7 +480,10 @@ def _arm_joints(prof: dict, size: float) -> dict[str, np.ndarray]:
         shoulder = coef[0] * s_sh + coef[1]
     else:
         shoulder = prof["tip"] - prof["dir"] * s_sh
-    near = (s > s_pit - 2 * base) & (s < s_pit)
+    # Near the armpit, sections whose top rises well above the arm's own (a big head, hair or a collar
+    # resting on the shoulder) are not the arm's top edge.
+    top_arm = float(np.median(prof["upper"][span])) if span.any() else float(np.median(prof["upper"]))
+    near = (s > s_pit - 2 * base) & (s < s_pit) & (prof["upper"] <= top_arm + _TOP_RISE * base)
     if near.any():
         q = prof["tip"] - prof["dir"] * s_sh
         e2 = prof["e2"]
@@ -524,6 +532,38 @@ _DEPTH_FRACTION = {"hips": 0.66, "spine": 0.58, "chest": 0.6, "upperChest": 0.55
 # Torso sections deeper than this fraction of the height are not human (0.10-0.14 on the realistic and
 # stylised humans of ../shared/assets, 0.47 on the cartoon bunny).
 _DEEP_TORSO = 0.25
+
+
+# Head joint above the chin, as a fraction of the height: -0.02-0.04 on the rigged characters of
+# ../shared/assets and the project's procedural template; their mean, rounded.
+_HEAD_ABOVE_CHIN = 0.02
+
+
+def _chin(slices: dict[int, np.ndarray], size: float, neck_z: float, top: float, half: float) -> float | None:
+    """Height of the chin: the top of the most recessed stretch of the midline's front edge.
+
+    Searched from the shoulder line up over the lower 35 % of the way to the top (the throat under the
+    face), on a narrow band round the symmetry plane (hair at the sides and behind does not count).
+
+    Args:
+        slices: solid voxel centres per layer (`_slices`).
+        size: voxel edge.
+        neck_z: the shoulder line's height.
+        top: the top of the figure.
+        half: the shoulder joints' distance from the symmetry plane.
+    """
+    rows = []
+    for z in np.arange(neck_z + size, neck_z + 0.35 * (top - neck_z), size):
+        blob = _column(slices, size, float(z), 0.25 * half)
+        if blob is not None:
+            rows.append((float(z), float(blob[:, 1].min())))
+    if len(rows) < 3:
+        return None
+    zs, front = np.array(rows).T
+    i = int(np.argmax(front))
+    while i + 1 < len(front) and front[i + 1] >= front[i] - 0.5 * size:
+        i += 1
+    return float(zs[i])
 
 
 def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float, half: float,
@@ -580,6 +620,12 @@ def _torso_joints(slices, size: float, hips_z: float, neck_z: float, top: float,
             head_z = shoulder_top
     if head_z is None:
         head_z = neck_z + 0.3 * (top - neck_z)
+    # Hair hanging onto the shoulders widens the column and hides the neck's narrowing, which can only
+    # push the estimate up. The chin bounds it from above: on the midline's front edge (the face and
+    # throat, which hair does not cover) it is the top of the most recessed stretch over the shoulders.
+    chin = _chin(slices, size, neck_z, top, half)
+    if chin is not None:
+        head_z = min(head_z, chin + _HEAD_ABOVE_CHIN * height)
     out["head"] = centre_at(head_z, half, "head")
     out["head_tail"] = np.array([0.0, out["head"][1], top])
     return out
