@@ -127,6 +127,9 @@ class Gs4dConfig:
         window_growth: Frames added on each side per window (research: 2).
         final_steps: Steps on all frames (research 20000 at one view).
         views_per_step: Training views rendered per step (research 1; here all training views, chosen).
+        frames_per_step: Frames those views are shared between (1: every view at one time, as the research
+            code's one image a step; more gives the deformation field several times per step, as 4DGS's
+            batches of timestamps on its multi-view datasets).
         coarse_frame: The coarse frame (None: the middle frame, ``F // 2``, research).
 
     Attributes (losses):
@@ -194,6 +197,7 @@ class Gs4dConfig:
     window_growth: int = 2
     final_steps: int = 2400
     views_per_step: int = 12
+    frames_per_step: int = 1
     coarse_frame: int | None = None
     progressive: bool = True
     # losses
@@ -254,7 +258,7 @@ class Gs4dConfig:
         for name in ("coarse_steps", "window_steps", "final_steps", "window_growth"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Gs4dConfig.{name}: expected >= 0, got {getattr(self, name)!r}")
-        for name in ("views_per_step", "init_points", "neighbour_k", "hull_resolution", "neighbour_every"):
+        for name in ("views_per_step", "frames_per_step", "init_points", "neighbour_k", "hull_resolution", "neighbour_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Gs4dConfig.{name}: expected >= 1, got {getattr(self, name)!r}")
         if not 0.0 < self.hull_threshold < 1.0:

@@ -60,6 +60,75 @@ class FitResult:
     initial_model: Gaussians4D | None = None
 
 
+def _group_images(groups: list[tuple[int, np.ndarray]]) -> int:
+    """Images rendered by one step's ``(frame, views)`` groups."""
+    return sum(len(v) for _, v in groups)
+
+
+def _step_groups(sampler: FrameSampler, stage: Stage, num_views: int, views_per_step: int,
+                 frames_per_step: int) -> list[tuple[int, np.ndarray]]:
+    """One step's ``(frame, training-view indices)`` groups: ``frames_per_step`` frames of the stage, the step's
+    views shared out between them (each view at most once per step, so a step still sees ``views_per_step``
+    distinct views, now at several times)."""
+    n_frames = min(frames_per_step, len(stage.frames), views_per_step)
+    if n_frames <= 1:
+        return [(sampler.frame(stage), sampler.views(num_views, views_per_step))]
+    vids = sampler.views(num_views, views_per_step)
+    vids = vids[sampler.rng.permutation(len(vids))]
+    frames = sampler.distinct_frames(stage, n_frames)
+    return [(f, np.sort(part)) for f, part in zip(frames, np.array_split(vids, n_frames))]
+
+
+def _frame_loss(model: Gaussians4D, frame: int, vids: torch.Tensor, stage: Stage, config: Gs4dConfig,
+                images: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
+                bg: torch.Tensor, degree: int, backend: str, densifying: bool, knn_state: dict,
+                step: int) -> tuple[torch.Tensor, RenderOutput, torch.Tensor]:
+    """Loss of one frame seen from ``vids`` (photometric, alpha, plane regularisers, neighbour constraint).
+
+    Args:
+        images: uint8 ``[len(vids), H, W, 4]`` targets of this frame.
+        knn_state: the neighbour graph and when it was built (rebuilt here when stale).
+
+    Returns:
+        ``(loss, render, target [V, H, W, 3])``.
+    """
+    t = model.frame_time(frame)
+    gauss = model.gaussians_at(t)
+    out = rasterize(gauss, viewmats[vids], Ks[vids], width, height, bg, sh_degree=degree, backend=backend)
+    if densifying:
+        out.means2d.retain_grad()
+    img = images.float() / 255.0
+    alpha = img[..., 3:4]
+    target = img[..., :3] * alpha + (1.0 - alpha) * bg
+    loss = photometric_loss(out.colors, target, config.lambda_ssim)
+    if config.lambda_alpha:
+        loss = loss + config.lambda_alpha * (out.alphas - alpha).abs().mean()
+    if stage.deform and (config.plane_tv_weight or config.time_smoothness_weight or config.l1_time_planes):
+        loss = loss + model.deformation.regularisation(
+            config.plane_tv_weight, config.time_smoothness_weight, config.l1_time_planes
+        )
+    edge_frame = neighbour_edge(stage, frame) if config.neighbour else None
+    if edge_frame is not None:
+        num = model.num
+        if knn_state["neighbours"] is None or knn_state["n"] != num or step - knn_state["built"] >= config.neighbour_every:
+            knn_state.update(neighbours=knn(model.params["means"].detach(), config.neighbour_k), n=num, built=step)
+        index = None
+        if num > config.neighbour_points:
+            index = torch.randperm(num, device=vids.device)[: config.neighbour_points]
+        t_edge = model.frame_time(edge_frame)
+        with torch.no_grad():
+            edge_means = model.deformed_means(t_edge)
+        nb_loss, moved = neighbour_loss(
+            gauss.means, edge_means, knn_state["neighbours"], index, config.neighbour_threshold,
+            config.neighbour_gate, config.neighbour_gate_rule, config.neighbour_form,
+        )
+        weight = config.neighbour_weight
+        if weight is None:
+            weight = research_neighbour_weight(t, t_edge, moved)
+        loss = loss + weight * nb_loss
+    return loss, out, target
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -173,7 +242,7 @@ def fit(
     result = FitResult(model, stages, {}, 0.0, init_seconds, 0, 0, None, model.num, 0, backend=backend,
                        initial_model=initial)
     step = 0
-    neighbours, neighbour_n, neighbour_built = None, -1, -10**9
+    knn_state = {"neighbours": None, "n": -1, "built": -10**9}
     ema_loss, ema_psnr = None, None
     for stage in stages:
         _sync(device)
@@ -192,49 +261,23 @@ def fit(
                     group["lr"] = _decay(base_lr["mlp"], base_lr["mlp"] * config.lr_deformation_final / config.lr_deformation, progress_frac)
                 elif name == "grid":
                     group["lr"] = _decay(base_lr["grid"], base_lr["grid"] * config.lr_grid_final / config.lr_grid, progress_frac)
-            frame = sampler.frame(stage)
-            fed.append(frame)
-            vids = torch.from_numpy(sampler.views(len(train.views), config.views_per_step)).to(device)
-            t = model.frame_time(frame)
-            degree = min(config.sh_degree, step // config.sh_increase_every)
-            gauss = model.gaussians_at(t)
-            out = rasterize(gauss, viewmats[vids], Ks[vids], width, height, bg, sh_degree=degree, backend=backend)
-            result.backend = out.backend
+            groups = _step_groups(sampler, stage, len(train.views), config.views_per_step, config.frames_per_step)
             densifying = config.densify_from <= counter < config.densify_until
-            if densifying:
-                out.means2d.retain_grad()
-            img = images[vids, frame_pos[frame]].float() / 255.0
-            alpha = img[..., 3:4]
-            target = img[..., :3] * alpha + (1.0 - alpha) * bg
-            loss = photometric_loss(out.colors, target, config.lambda_ssim)
-            if config.lambda_alpha:
-                loss = loss + config.lambda_alpha * (out.alphas - alpha).abs().mean()
-            if stage.deform and (config.plane_tv_weight or config.time_smoothness_weight or config.l1_time_planes):
-                loss = loss + model.deformation.regularisation(
-                    config.plane_tv_weight, config.time_smoothness_weight, config.l1_time_planes
-                )
-            edge_frame = neighbour_edge(stage, frame) if config.neighbour else None
-            if edge_frame is not None:
-                if neighbours is None or neighbour_n != model.num or step - neighbour_built >= config.neighbour_every:
-                    neighbours = knn(model.params["means"].detach(), config.neighbour_k)
-                    neighbour_n, neighbour_built = model.num, step
-                index = None
-                if model.num > config.neighbour_points:
-                    index = torch.randperm(model.num, device=device)[: config.neighbour_points]
-                t_edge = model.frame_time(edge_frame)
-                with torch.no_grad():
-                    edge_means = model.deformed_means(t_edge)
-                nb_loss, moved = neighbour_loss(
-                    gauss.means, edge_means, neighbours, index, config.neighbour_threshold,
-                    config.neighbour_gate, config.neighbour_gate_rule, config.neighbour_form,
-                )
-                weight = config.neighbour_weight
-                if weight is None:
-                    weight = research_neighbour_weight(t, t_edge, moved)
-                loss = loss + weight * nb_loss
+            degree = min(config.sh_degree, step // config.sh_increase_every)
+            loss, outs = 0.0, []
+            for frame, vids_np in groups:
+                fed.append(frame)
+                vids = torch.from_numpy(vids_np).to(device)
+                term, out, target = _frame_loss(model, frame, vids, stage, config, images[vids, frame_pos[frame]],
+                                                viewmats, Ks, width, height, bg, degree, backend, densifying,
+                                                knn_state, step)
+                loss = loss + term * (len(vids_np) / _group_images(groups))
+                outs.append((out, target, vids))
+                result.backend = out.backend
             loss.backward()
             if densifying:
-                densifier.accumulate(out.means2d, out.visible, width, height)
+                for out, _, _ in outs:
+                    densifier.accumulate(out.means2d, out.visible, width, height)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if densifying and counter > 0 and counter % config.densify_every == 0:
@@ -244,14 +287,15 @@ def fit(
                     and counter < config.densify_until:
                 densifier.reset_opacity(model.params, optimizer)
             step += 1
-            result.images += len(vids)
+            result.images += _group_images(groups)
             if step % 10 == 0 or step == total:  # a host sync: only every 10 steps
                 value = float(loss.detach())
+                out, target, _ = outs[0]
                 p = psnr(out.colors.clamp(0, 1), target)
                 ema_loss = value if ema_loss is None else 0.8 * ema_loss + 0.2 * value
                 ema_psnr = p if ema_psnr is None else 0.8 * ema_psnr + 0.2 * p
                 if step % log_every == 0 or step == total:
-                    result.history.append((stage.name, frame, value, p))
+                    result.history.append((stage.name, groups[0][0], value, p))
                 if bar is not None:
                     bar.set_postfix(stage=stage.name, loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", n=model.num)
             if bar is not None:

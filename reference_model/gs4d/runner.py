@@ -49,8 +49,9 @@ def score(pred: np.ndarray, views: ViewSet, background, lpips_device: str = "cpu
     alpha = imgs[..., 3:4]
     gt = imgs[..., :3] * alpha + (1 - alpha) * np.asarray(background)
     gt = np.round(gt * 255) / 255  # the protocol composites and quantises the same way
-    p = torch.from_numpy(pred.reshape((-1,) + pred.shape[2:])).permute(0, 3, 1, 2).float() / 255.0
-    g = torch.from_numpy(gt.reshape((-1,) + gt.shape[2:])).permute(0, 3, 1, 2).float()
+    # On the fit's device: 81-108 SSIMs at 512 px take seconds on a CPU and milliseconds on a GPU.
+    p = torch.from_numpy(pred.reshape((-1,) + pred.shape[2:])).to(lpips_device).permute(0, 3, 1, 2).float() / 255.0
+    g = torch.from_numpy(gt.reshape((-1,) + gt.shape[2:])).to(lpips_device).permute(0, 3, 1, 2).float()
     result: dict[str, Any] = {"cells": int(p.shape[0]), "psnr": float(psnr(p, g).clamp(max=100).mean()),
                               "ssim": float(ssim(p, g).mean())}
     try:

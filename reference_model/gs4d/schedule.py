@@ -110,6 +110,11 @@ class FrameSampler:
     def frame(self, stage: Stage) -> int:
         return int(stage.frames[self.rng.integers(len(stage.frames))])
 
+    def distinct_frames(self, stage: Stage, count: int) -> list[int]:
+        """``count`` different frames of the stage (all of them, shuffled, when it has fewer)."""
+        picks = self.rng.choice(len(stage.frames), size=min(count, len(stage.frames)), replace=False)
+        return [int(stage.frames[i]) for i in picks]
+
     def views(self, num_views: int, per_step: int) -> np.ndarray:
         """Indices of the training views rendered this step (all of them when ``per_step >= num_views``)."""
         if per_step >= num_views:

@@ -93,3 +93,27 @@ def test_research_preset_keeps_the_released_learning_rates():
     assert (r.lr_deformation, r.lr_deformation_final, r.lr_grid, r.lr_grid_final) == (1.6e-4, 1.6e-6, 1.6e-3, 1.6e-5)
     assert (r.lr_means, r.lr_opacities, r.lr_scales, r.lr_quats, r.lr_sh0) == (1.6e-4, 5e-2, 5e-3, 1e-3, 2.5e-3)
     assert (r.densify_from, r.densify_until, r.opacity_reset_every, r.views_per_step) == (500, 15000, 3000, 1)
+
+
+def test_frames_per_step_shares_the_views_between_distinct_frames(gs4d_sample):
+    from reference_model.gs4d.fitting import _step_groups
+    from reference_model.gs4d.schedule import FrameSampler, Stage
+
+    sampler = FrameSampler(0)
+    stage = Stage("final", tuple(range(25)), 10, None, True)
+    for _ in range(50):
+        groups = _step_groups(sampler, stage, 12, 12, 3)
+        frames = [f for f, _ in groups]
+        views = sorted(int(v) for _, vids in groups for v in vids)
+        assert len(set(frames)) == 3 and views == list(range(12))  # every view once, at three times
+        assert [len(v) for _, v in groups] == [4, 4, 4]
+    # A one-frame stage falls back to one group; asking for more frames than views caps at the views.
+    assert len(_step_groups(sampler, Stage("coarse", (12,), 1, None, False), 12, 12, 3)) == 1
+    assert len(_step_groups(sampler, stage, 12, 2, 3)) == 2
+    # The fit runs with it, counts every image once, and still feeds only the stage's frames.
+    config = preset("default", split=SplitConfig("custom", train_views=(1, 8, 15)),
+                    **(TINY | dict(frames_per_step=3, coarse_steps=5, window_steps=5, final_steps=5)))
+    train = load_views(gs4d_sample, config.split.views(21)[0])
+    result = fit(train, config, "cpu", progress=False)
+    assert result.images == 3 * result.steps
+    assert set(result.fed_frames["coarse"]) == {1} and len(result.fed_frames["final"]) == 3 * 5
