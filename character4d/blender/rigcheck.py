@@ -51,6 +51,43 @@ print("RESULT " + json.dumps(out))
 """
 
 
+# Procedural characters for the acceptance check (`character4d.blender.procedural`, rigged by the
+# project's template skeleton): stylised as VRoid characters are, with what the auto-rigger must see
+# through. "anime": an A-pose, big head (1.8x), one-sided hair strands, a skirt and loose open sleeves.
+# "chibi": a T-pose, head 2.4x the template's (a third of the height), solid long hair over the
+# shoulders, a cape and sleeves.
+_COLORS = {"skin": [0.98, 0.86, 0.8], "top": [0.9, 0.9, 0.95], "bottom": [0.2, 0.25, 0.5],
+           "shoes": [0.3, 0.1, 0.1], "hair": [0.6, 0.8, 0.95], "accent": [0.9, 0.3, 0.4]}
+CHECK_CHARACTERS = {
+    "anime": {"name": "anime", "height": 1.55, "widths": [0.8, 0.8, 1.0], "colors": _COLORS, "rest": "A",
+              "prefix": "", "clothing": ["skirt", "hair_strands", "sleeves"], "head_scale": 1.8},
+    "chibi": {"name": "chibi", "height": 1.2, "widths": [1.1, 0.9, 1.0], "colors": _COLORS, "rest": "T",
+              "prefix": "mixamorig:", "clothing": ["cape", "long_hair", "sleeves"], "head_scale": 2.4},
+}
+
+
+def build_check_characters(folder: Path, names: tuple[str, ...] = tuple(CHECK_CHARACTERS)) -> list[Path]:
+    """Write the procedural check characters as rigged .glb files (one Blender child process each).
+
+    Args:
+        folder: where to write ``<name>.glb``.
+        names: which of `CHECK_CHARACTERS`.
+
+    Returns:
+        The written paths, in the order of ``names``.
+
+    Raises:
+        subprocess.CalledProcessError: when a build fails.
+    """
+    out = []
+    for name in names:
+        path = Path(folder) / f"{name}.glb"
+        subprocess.run([sys.executable, "-m", "character4d.blender.worker", "build-character",
+                        json.dumps(CHECK_CHARACTERS[name]), str(path)], check=True, capture_output=True)
+        out.append(path)
+    return out
+
+
 def measure(paths: list[Path], arm_deg: float = 40.0) -> dict:
     """Reference and auto-rigged A-pose joints of each character (one Blender child process).
 

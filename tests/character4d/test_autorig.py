@@ -2,12 +2,15 @@
 
 Without Blender: a humanoid built here from boxes (many overlapping parts, like game meshes) whose
 landmarks are known by construction (ankle at the top of the feet, armpit at the torso's side, wrist at
-the narrowing between forearm and hand, neck between shoulders and skull), in T- and A-pose, with and
-without a skirt and a cape; shapes that are no humanoid fail with a reason.
+the narrowing between forearm and hand, neck between shoulders and skull, crotch and waist), in T- and
+A-pose, with and without a skirt and a cape, with a chibi's head sitting on the shoulders; shapes that
+are no humanoid fail with a reason.
 
-With Blender: the rigs of the rigged characters in ../shared/assets and of an anime-style procedural
-character (big head, hair strands, skirt, loose sleeves) are stripped, the bare meshes auto-rigged and
-the A-pose joints compared with the original rig's (`character4d.blender.rigcheck`).
+With Blender: the rigs of the rigged characters in ../shared/assets and of two procedural stylised
+characters (`character4d.blender.rigcheck.CHECK_CHARACTERS`: an anime one with a big head, hair strands,
+a skirt and loose sleeves; a chibi with a head a third of its height, long hair and a cape) are
+stripped, the bare meshes auto-rigged and the A-pose joints compared with the original rig's against
+issue 11's goal (median <= 3 cm, worst <= 6 cm) or, where it is not met, the best bound measured.
 """
 
 from __future__ import annotations
@@ -58,8 +61,14 @@ def _rotate_about_y(v, pivot, deg):
 SHOULDER = np.array([0.17, 0.0, 1.38])  # where the left arm meets the torso's side (armpit corner above)
 
 
-def _figure(arm_drop_deg=0.0, skirt=False, cape=False, arms=True, left_forearm=True):
-    """A box humanoid, 1.80 m, facing -Y. Arms from x = 0.17 (the torso's side) outwards."""
+def _figure(arm_drop_deg=0.0, skirt=False, cape=False, arms=True, left_forearm=True, waist=False, hair=False,
+            big_head=False):
+    """A box humanoid, 1.80 m, facing -Y. Arms from x = 0.17 (the torso's side) outwards.
+
+    waist: the torso narrows to +-0.11 m over z 1.00-1.10 (the pelvis below keeps the thighs' span).
+    hair: a solid block of hair behind and beside the head and neck, down to the shoulders (z 1.42).
+    big_head: a chibi's head, 0.64 m wide, sitting on the shoulders (z 1.45) with no neck between.
+    """
     parts = []
     for s in (1.0, -1.0):
         def box(lo, hi):
@@ -83,9 +92,21 @@ def _figure(arm_drop_deg=0.0, skirt=False, cape=False, arms=True, left_forearm=T
         elif arms:
             v, f = box([0.16, -0.05, 1.33], [0.45, 0.05, 1.43])
             parts.append((_rotate_about_y(v, SHOULDER * [s, 1, 1], s * arm_drop_deg), f))
-    parts.append(_box([-0.17, -0.10, 0.80], [0.17, 0.10, 1.45]))     # pelvis and torso
-    parts.append(_box([-0.05, -0.05, 1.44], [0.05, 0.05, 1.56]))     # neck
-    parts.append(_box([-0.09, -0.11, 1.55], [0.09, 0.09, 1.80]))     # head
+    if waist:
+        parts.append(_box([-0.17, -0.10, 0.80], [0.17, 0.10, 1.00]))  # pelvis
+        parts.append(_box([-0.11, -0.08, 0.99], [0.11, 0.08, 1.11]))  # waist
+        parts.append(_box([-0.17, -0.10, 1.10], [0.17, 0.10, 1.45]))  # chest
+    else:
+        parts.append(_box([-0.17, -0.10, 0.80], [0.17, 0.10, 1.45]))  # pelvis and torso
+    if big_head:
+        parts.append(_box([-0.32, -0.20, 1.45], [0.32, 0.20, 1.80]))  # head on the shoulders
+    else:
+        parts.append(_box([-0.05, -0.05, 1.44], [0.05, 0.05, 1.56]))  # neck
+        parts.append(_box([-0.09, -0.11, 1.55], [0.09, 0.09, 1.80]))  # head
+    if hair:
+        parts.append(_box([-0.13, 0.0, 1.42], [0.13, 0.14, 1.84]))    # behind
+        for sx in (-1, 1):                                            # beside, down to the shoulders
+            parts.append(_box([min(sx * 0.05, sx * 0.13), -0.04, 1.42], [max(sx * 0.05, sx * 0.13), 0.14, 1.84]))
     if skirt:  # an open cone shell, one surface thick, from the waist to the knees
         ang = np.linspace(0, 2 * np.pi, 33)[:-1]
         top = np.stack([0.19 * np.cos(ang), 0.12 * np.sin(ang), np.full_like(ang, 0.95)], 1)
@@ -157,6 +178,38 @@ def test_a_pose_and_loose_clothes_give_the_same_skeleton():
         assert np.linalg.norm(dressed[name] - t_pose[name]) < 0.02, name
 
 
+def test_hip_joints_lie_between_the_crotch_and_the_waist():
+    from character4d.autorig import _HIP_OF_WAIST
+
+    vox = 1.8 / 128
+    # The thighs merge into the pelvis at z 0.80; the torso is narrowest from z 1.00 (the waist box).
+    hip = fit_skeleton(*_figure(waist=True)).joints["leftUpperLeg"]
+    assert hip[2] == pytest.approx(0.80 + _HIP_OF_WAIST * (1.00 - 0.80), abs=1.5 * vox)
+    # A skirt widening the sections round the pelvis does not move the waist.
+    dressed = fit_skeleton(*_figure(waist=True, skirt=True)).joints["leftUpperLeg"]
+    assert dressed[2] == pytest.approx(hip[2], abs=vox)
+    # Without a waist (one straight torso box) the hip joint is still above the crotch and below the
+    # shoulders' line.
+    plain = fit_skeleton(*_figure()).joints["leftUpperLeg"]
+    assert 0.80 < plain[2] < 1.38
+
+
+def test_a_chibi_head_on_the_shoulders_leaves_shoulders_and_head_in_place():
+    vox = 1.8 / 128
+    for drop in (0.0, 40.0):
+        fit = fit_skeleton(*_figure(big_head=True, arm_drop_deg=drop))
+        j = fit.joints
+        # The head box (0.64 m wide, no neck) starts at z 1.45: the head joint is at its base (in the
+        # A-pose, between the lowered shoulder line and that base).
+        assert j["leftUpperArm"][2] < j["head"][2] <= 1.45 + 2 * vox, drop
+        if drop == 0.0:
+            assert j["head"][2] == pytest.approx(1.45, abs=2 * vox)
+            # The shoulder joint stays on the arm's axis (z 1.38): the head resting on the arms' top
+            # edge near the armpit is not taken for the arm.
+            assert j["leftUpperArm"][2] == pytest.approx(1.38, abs=0.02)
+        assert fit.quality > 0.9
+
+
 def test_shapes_that_are_no_humanoid_fail_with_a_reason():
     with pytest.raises(AutoRigError, match="feet|legs"):
         fit_skeleton(*_box([-0.3, -0.3, 0], [0.3, 0.3, 1.7]))
@@ -185,33 +238,37 @@ def test_apose_joints_and_errors_by_hand():
 
 RIGGED = ("human-male", "human-zombie", "human-kenney", "human-sintel", "human-bunny")
 
-# An anime-style character: big head (1.8x), hair as strand sheets, a skirt and loose open sleeves.
-ANIME = {"name": "anime", "height": 1.55, "widths": [0.8, 0.8, 1.0],
-         "colors": {"skin": [0.98, 0.86, 0.8], "top": [0.9, 0.9, 0.95], "bottom": [0.2, 0.25, 0.5],
-                    "shoes": [0.3, 0.1, 0.1], "hair": [0.6, 0.8, 0.95], "accent": [0.9, 0.3, 0.4]},
-         "rest": "A", "prefix": "", "clothing": ["skirt", "hair_strands", "sleeves"], "head_scale": 1.8}
-
-# Median / worst major-joint distance (metres) each character must stay within. The issue's goal is
-# 0.03 / 0.06 for every character; measured (bpy 5.0.1, scripts/bench/autorig_accuracy.py): male
-# 0.013/0.034, zombie 0.030/0.051, kenney 0.034/0.082, sintel 0.032/0.054, bunny 0.044/0.068, anime
-# 0.032/0.075. The same mesh (zombie, kenney) comes with two rigs 0.03-0.12 m apart (kenney's worst,
-# the head, is 0.12 m from zombie's), so part of the gap is the riggers'; the anime character's own
-# rig (the project's template) puts the hip joints 0.07 m lower above the crotch than the Mesh2Motion
-# rigs the ratios were measured on.
-LIMITS = {"human-male": (0.025, 0.05), "human-zombie": (0.04, 0.07), "human-kenney": (0.05, 0.10),
-          "human-sintel": (0.04, 0.07), "human-bunny": (0.055, 0.085), "anime": (0.045, 0.09)}
+# Issue 11's goal over the major joints: median <= 0.03 m and worst <= 0.06 m from the original rig.
+GOAL = (0.03, 0.06)
+# Characters that meet it (the test asserts the goal for them).
+MEETS_GOAL = ("human-male", "human-zombie")
+# The others: the best bound measured (bpy 5.0.1, scripts/bench/autorig_accuracy.py --check; median,
+# worst and its joint), asserted so they do not get worse; which part of the goal each misses:
+# - human-kenney 0.035 / 0.082 (head): both. Its mesh is human-zombie's, vertex for vertex, rigged twice
+#   by Mesh2Motion: the two rigs' heads are 0.126 m apart and their median joint 0.062 m, so no single
+#   fit is within 0.06 m of both heads; the fit follows zombie's.
+# - human-sintel 0.033 / 0.054 (head): the median. Its rig keeps human-male's legs, hips, spine, neck and
+#   head joints (within 0.02 m) on a slimmer body with boots and long hair: its head, ankle and spine
+#   joints are 0.04-0.05 m off.
+# - human-bunny 0.044 / 0.068 (a hand): both. A cartoon with conical arms and a round body: the arm line
+#   sits 0.04-0.07 m below the rig's, whose neck joint is 0.08 m below its shoulders (the other rigs':
+#   level with them to 0.04 m above).
+# - anime 0.033 / 0.069 (neck) and chibi 0.038 / 0.045 (a knee), the procedural check characters
+#   (`character4d.blender.rigcheck.CHECK_CHARACTERS`): the project's template puts the neck joint
+#   0.04 m above the shoulder line and the shoulder joints 0.05 m further in than the armpit. The chibi's
+#   first measurement (0.070 / 0.155, head) led to the two fixes for a head and hair resting on the
+#   shoulders, so it is no longer unseen.
+BOUNDS = {"human-kenney": (0.036, 0.083), "human-sintel": (0.034, 0.055), "human-bunny": (0.045, 0.069),
+          "anime": (0.034, 0.07), "chibi": (0.039, 0.046)}
 
 
 @pytest.mark.blender
 def test_stripped_rigs_are_found_again(tmp_path):
     pytest.importorskip("bpy")
-    from character4d.blender.rigcheck import errors, measure
+    from character4d.blender.rigcheck import build_check_characters, errors, measure
 
     assets = shared_assets()
-    anime = tmp_path / "anime.glb"
-    subprocess.run([sys.executable, "-m", "character4d.blender.worker", "build-character", json.dumps(ANIME),
-                    str(anime)], check=True, capture_output=True)
-    paths = [assets / "characters" / f"{n}.glb" for n in RIGGED] + [anime]
+    paths = [assets / "characters" / f"{n}.glb" for n in RIGGED] + build_check_characters(tmp_path)
     result = measure(paths)
     table = {}
     for path in paths:
@@ -221,8 +278,9 @@ def test_stripped_rigs_are_found_again(tmp_path):
         assert set(e) == set(MAJOR_JOINTS)
         table[path.stem] = (float(np.median(list(e.values()))), max(e.values()), max(e, key=e.get))
         assert 0.5 <= entry["autorig"]["quality"] <= 1.0
+    assert set(table) == set(MEETS_GOAL) | set(BOUNDS)
     for name, (median, worst, joint) in table.items():
-        lim = LIMITS[name]
+        lim = GOAL if name in MEETS_GOAL else BOUNDS[name]
         assert median <= lim[0] and worst <= lim[1], f"{name}: median {median:.3f} m, worst {worst:.3f} m ({joint})"
 
 
