@@ -24,8 +24,8 @@ body proportions):
 4. Torso: the neck is the shoulder line; the head joint sits at the narrowest layer of the column
    above the shoulders (or on top of the shoulders when the head sits on the body), and no higher
    than just above the chin, read on the face's front edge (hair hides the neck's narrowing, not the
-   face); the spine joints
-   are between hips and neck on the torso's sections; the hips are centred between the hip joints.
+   face); the spine joints are between hips and neck on the torso's sections; the hips are centred
+   between the hip joints.
 5. Left and right are fitted separately and averaged in mirror image; their disagreement, the limb
    proportions and the order of the spine joints decide whether the fit is trusted (`RigFit.quality`,
    `AutoRigError`).
@@ -309,7 +309,10 @@ def _leg_joints(track: list, crotch: float, height: float, size: float, shoulder
         hit = np.nonzero(low & (depth <= 1.2 * shin) & (z >= z.min() + 0.03 * height))[0]
         if len(hit):
             ankle_z, narrowed = _ANKLE_BELOW_TOP * float(z[hit[0]]), True
-    hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z if waist_z is None else crotch + _HIP_OF_WAIST * (waist_z - crotch)
+    if waist_z is None:
+        hip_z = crotch + _HIP_ABOVE_CROTCH * shoulder_z
+    else:
+        hip_z = crotch + _HIP_OF_WAIST * (waist_z - crotch)
     knee_z = ankle_z + _KNEE_RATIO * (hip_z - ankle_z)
 
     def joint(zq: float, name: str, fraction: float | None = None) -> np.ndarray:
@@ -534,8 +537,9 @@ _DEPTH_FRACTION = {"hips": 0.66, "spine": 0.58, "chest": 0.6, "upperChest": 0.55
 _DEEP_TORSO = 0.25
 
 
-# Head joint above the chin, as a fraction of the height: -0.02-0.04 on the rigged characters of
-# ../shared/assets and the project's procedural template; their mean, rounded.
+# Head joint above the chin, as a fraction of the height: -0.02 to 0.04 on the rigged characters of
+# ../shared/assets and the project's procedural template (mean 0.013); a little above the mean, as the
+# chin only bounds the estimate from above (for when hair hides the neck).
 _HEAD_ABOVE_CHIN = 0.02
 
 
