@@ -13,11 +13,16 @@ or RGBA composited on the protocol background) or ``.npy`` arrays ``[H, W, 3|4]`
 float in [0, 1]), at the ground truth's size. Every problem (missing, extra, duplicate,
 unreadable, wrongly sized, unsupported mode or dtype, NaN/inf, out of range) is collected and
 raised at once in :class:`InvalidPredictionsError`; PNGs are decoded in full during validation.
+
+Validation can keep what it decoded (``keep_bytes``): :meth:`PredictionIndex.reader` then hands the
+scoring each file's decoded prediction instead of decoding the PNG a second time, and decodes again
+only what did not fit in the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,12 +110,40 @@ class PredictionIndex:
         files: ``files[key][cell]`` is the path of that cell's image; it holds exactly the cells the
             protocol scores.
         layouts: ``layouts[key]`` is ``"matrix"``, ``"full"`` (multiview) or ``"apose"``.
+        decoded: Predictions decoded during validation, by path (what the task's
+            ``read_prediction`` returns), kept within the ``keep_bytes`` budget of
+            :func:`validate_predictions`; :meth:`reader` hands each out once and forgets it.
     """
 
     root: Path
     task: str
     files: Mapping[str, Mapping[Cell, Path]]
     layouts: Mapping[str, str] = field(default_factory=dict)
+    decoded: dict[Path, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def reader(self, read: Callable[[Path], Any]) -> Callable[[Path], Any]:
+        """A prediction reader that takes a file's value decoded during validation (once: it is
+        dropped from :attr:`decoded`, so memory is freed as the scoring advances) and calls ``read``
+        (e.g. the task's ``read_prediction``) for files that were not kept."""
+
+        def take(path: Path) -> Any:
+            value = self.decoded.pop(path, None)
+            return read(path) if value is None else value
+
+        return take
+
+
+def default_keep_bytes() -> int:
+    """Budget for predictions kept decoded between validation and scoring: half the memory
+    available now (``/proc/meminfo`` MemAvailable), at most 8 GiB (a 100-sample multiview folder
+    of 512 px RGBA PNGs decodes to 8100 x 1 MiB = 7.9 GiB); 1 GiB where the figure cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return min(8 << 30, int(line.split()[1]) * 1024 // 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 30
 
 
 def read_prediction(path: str | Path) -> np.ndarray:
@@ -160,6 +193,21 @@ def _check_array(arr: np.ndarray) -> None:
 def check_image_file(path: Path, rel: str, size: tuple[int, int]) -> list[Problem]:
     """Every problem of one image file; PNGs are decoded in full (pixel data that fails to decode
     would otherwise stop the evaluation mid-run)."""
+    return inspect_image_file(path, rel, size)[0]
+
+
+def inspect_image_file(path: Path, rel: str, size: tuple[int, int]) -> tuple[list[Problem], np.ndarray | None]:
+    """Every problem of one image file, and the decoded image of a sound PNG.
+
+    Args:
+        path: The file.
+        rel: Its name relative to the prediction folder (for the problems).
+        size: ``(W, H)`` it must have.
+
+    Returns:
+        ``(problems, image)``: ``image`` is what :func:`read_prediction` returns (``[H, W, 3|4]``
+        uint8) for a PNG without problems, else None (``.npy`` files are cheap to read again).
+    """
     expected = f"{size[1]}x{size[0]} (HxW, the ground truth's size)"
     problems = []
     if path.suffix == ".png":
@@ -171,13 +219,19 @@ def check_image_file(path: Path, rel: str, size: tuple[int, int]) -> list[Proble
                 img.verify()  # chunk CRCs: catches truncated or corrupted files
             with Image.open(path) as img:  # verify() leaves the image unusable: reopen to decode
                 img.load()
+                image = np.asarray(img) if mode in PNG_MODES else None
         except Exception as exc:  # PIL raises many types for broken files  # noqa: BLE001
-            return [Problem("unreadable", rel, f"cannot read PNG: {type(exc).__name__}: {exc}")]
+            return [Problem("unreadable", rel, f"cannot read PNG: {type(exc).__name__}: {exc}")], None
         if mode not in PNG_MODES:
             problems.append(Problem("bad_mode", rel, f"expected PNG mode RGB or RGBA, got {mode!r}"))
         if got != size:
             problems.append(Problem("wrong_size", rel, f"expected {expected}, got {got[1]}x{got[0]}"))
-        return problems
+        return problems, (None if problems else image)
+    return _check_npy_file(path, rel, size, expected), None
+
+
+def _check_npy_file(path: Path, rel: str, size: tuple[int, int], expected: str) -> list[Problem]:
+    problems = []
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
@@ -251,7 +305,8 @@ def _scan_sample(
 
 
 def validate_predictions(
-    pred: str | Path, gt: GroundTruthIndex, protocol: Protocol, task: str = "multiview", workers: int = 8
+    pred: str | Path, gt: GroundTruthIndex, protocol: Protocol, task: str = "multiview", workers: int = 8,
+    keep_bytes: int = 0,
 ) -> PredictionIndex:
     """Check a prediction folder against the ground truth before any metric runs.
 
@@ -262,6 +317,8 @@ def validate_predictions(
         task: ``"multiview"`` or ``"apose"``.
         workers: Threads decoding files for the content checks (PNG decoding releases the GIL; a
             100-sample folder holds 8100 images).
+        keep_bytes: Keep decoded predictions up to this many bytes in the index' ``decoded`` (for
+            the scoring, so that no PNG is decoded twice; see :func:`default_keep_bytes`); 0 keeps none.
 
     Returns:
         The :class:`PredictionIndex` of the scored cells.
@@ -291,15 +348,40 @@ def validate_predictions(
             problems.append(Problem("missing", key, f"sample folder for ground-truth sample {key!r}"))
             continue
         files[key], layouts[key] = _scan_sample(root, sample, task, protocol, problems, checks)
+    decoded: dict[Path, Any] = {}
+    budget = _Budget(keep_bytes)
+
+    def check(item: tuple[Any, Path, str, tuple[int, int]]) -> list[Problem]:
+        checker, path, rel, size = item
+        file_problems, value = checker.check_and_decode(path, rel, size)
+        if value is not None and budget.take(int(getattr(value, "nbytes", 0))):
+            decoded[path] = value
+        return file_problems
+
     if workers > 1 and len(checks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers, thread_name_prefix="characterbench-validate") as pool:
-            found = list(pool.map(lambda c: c[0].check_file(*c[1:]), checks))
+            found = list(pool.map(check, checks))
     else:
-        found = [c[0].check_file(*c[1:]) for c in checks]
+        found = [check(c) for c in checks]
     for file_problems in found:  # in file order, whatever the threads' timing
         problems.extend(file_problems)
     if problems:
         raise InvalidPredictionsError(root, task, problems)
-    return PredictionIndex(root=root, task=task, files=files, layouts=layouts)
+    return PredictionIndex(root=root, task=task, files=files, layouts=layouts, decoded=decoded)
+
+
+class _Budget:
+    """A byte budget shared by the validation threads."""
+
+    def __init__(self, total: int):
+        self.left = total
+        self.lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        with self.lock:
+            if nbytes > self.left:
+                return False
+            self.left -= nbytes
+            return True

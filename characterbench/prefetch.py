@@ -68,28 +68,35 @@ class _Inline:
         return future
 
 
-def submit_sample(sample: Any, paths: Mapping, cells: list[tuple[int, ...]], pool: Any, task: Any = None) -> PendingSample:
+def submit_sample(sample: Any, paths: Mapping, cells: list[tuple[int, ...]], pool: Any, task: Any = None,
+                  read: Callable[[Any], Any] | None = None) -> PendingSample:
     """Start decoding one sample's ground truth and predictions on ``pool`` (each file once: the
-    decoded arrays serve every metric)."""
+    decoded arrays serve every metric).
+
+    Args:
+        read: Reads one prediction file (default: the task's ``read_prediction``); the evaluation
+            passes ``PredictionIndex.reader``, which hands out what validation already decoded.
+    """
     if task is None:
         from characterbench.tasks import get_task
 
         task = get_task("multiview" if len(cells[0]) == 2 else "apose")
+    read = task.read_prediction if read is None else read
     return PendingSample(
         key=sample.key,
         cells=cells,
         gt=[pool.submit(task.read_gt, sample, c) for c in cells],
-        pred=[pool.submit(task.read_prediction, paths[c]) for c in cells],
+        pred=[pool.submit(read, paths[c]) for c in cells],
         sample=sample,
     )
 
 
 def prefetch(samples: Iterator[Any], paths: Mapping[str, Mapping], cells: list[tuple[int, ...]], pool: Any,
-             task: Any = None) -> Iterator[PendingSample]:
+             task: Any = None, read: Callable[[Any], Any] | None = None) -> Iterator[PendingSample]:
     """Yield each sample while the next one is already decoding (PNG decoding releases the GIL)."""
     pending = None
     for sample in samples:
-        upcoming = submit_sample(sample, paths[sample.key], cells, pool, task)
+        upcoming = submit_sample(sample, paths[sample.key], cells, pool, task, read)
         if pending is not None:
             yield pending
         pending = upcoming

@@ -85,6 +85,9 @@ class _Trunk(nn.Module):
         return feats
 
 
+_CPU_PAIRS_PER_PASS = 3  # image pairs per trunk pass on the CPU (see lpips())
+
+
 def _unit_normalize(feat: torch.Tensor) -> torch.Tensor:
     return feat / (feat.pow(2).sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
 
@@ -217,10 +220,17 @@ def lpips(
     if model is None:
         model = load_lpips(net, device=preds.device)
     param = next(model.parameters())
+    # On the CPU, a few pairs per trunk pass: the activations of a large batch at 512 px (hundreds of
+    # MB per layer) stream through memory, a few pairs' stay in cache (27 pairs at 512 px: 1.74 s in
+    # one pass, 1.38 s in passes of 3 on 2 cores; the same values bit for bit).
+    step = _CPU_PAIRS_PER_PASS if param.device.type == "cpu" else preds.shape[0]
     with torch.no_grad():
-        return model((preds * 2 - 1).to(param.device, param.dtype), (target * 2 - 1).to(param.device, param.dtype)).to(
-            preds.device
-        )
+        out = [
+            model((preds[i : i + step] * 2 - 1).to(param.device, param.dtype),
+                  (target[i : i + step] * 2 - 1).to(param.device, param.dtype))
+            for i in range(0, preds.shape[0], step)
+        ]
+    return torch.cat(out).to(preds.device)
 
 
 class LPIPS(PerImageMean):

@@ -111,9 +111,15 @@ class Task:
 
     def check_file(self, path: Path, rel: str, size: tuple[int, int]) -> list:
         """Every problem of one prediction file (a list of ``predictions.Problem``)."""
-        from characterbench.predictions import check_image_file
+        return self.check_and_decode(path, rel, size)[0]
 
-        return check_image_file(path, rel, size)
+    def check_and_decode(self, path: Path, rel: str, size: tuple[int, int]) -> tuple[list, Any]:
+        """Every problem of one prediction file, and the file's decoded prediction (what
+        :meth:`read_prediction` returns) when it has none and decoding it was part of the check
+        (a PNG), else None. Validation keeps it so that scoring need not decode the file again."""
+        from characterbench.predictions import inspect_image_file
+
+        return inspect_image_file(path, rel, size)
 
     def read_prediction(self, path: Path) -> Any:
         """Decode one prediction file."""

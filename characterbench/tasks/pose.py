@@ -90,17 +90,18 @@ class PoseTask(Task):
         f = int(name[5:8])
         return (v, f) if v < gt.num_views and f < gt.num_frames else None
 
-    def check_file(self, path: Path, rel: str, size: tuple[int, int]) -> list:
-        from characterbench.pose import keypoints_from_openpose_json
-        from characterbench.predictions import Problem, check_image_file
+    def check_and_decode(self, path: Path, rel: str, size: tuple[int, int]) -> tuple[list, Any]:
+        """Problems of a pose map or keypoint file, and its keypoints ``[18, 2]`` when it has none."""
+        from characterbench.pose import decode_pose_map, keypoints_from_openpose_json
+        from characterbench.predictions import Problem, inspect_image_file
 
         if path.suffix == ".png":
-            return check_image_file(path, rel, size)
+            problems, image = inspect_image_file(path, rel, size)
+            return problems, (None if image is None else decode_pose_map(image, self.config.variant))
         try:
-            keypoints_from_openpose_json(path.read_bytes())
+            return [], keypoints_from_openpose_json(path.read_bytes())
         except (OSError, ValueError) as exc:
-            return [Problem("unreadable", rel, f"cannot read OpenPose JSON: {exc}")]
-        return []
+            return [Problem("unreadable", rel, f"cannot read OpenPose JSON: {exc}")], None
 
     def read_prediction(self, path: Path) -> np.ndarray:
         """Decoded 2D keypoints ``[18, 2]`` of one prediction file (on the decode threads)."""

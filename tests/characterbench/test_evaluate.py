@@ -91,26 +91,54 @@ def test_fvd_pipeline_with_a_stand_in_extractor(stand_in_i3d, baselines, degrade
     assert all(iv.method == "basic" and iv.std >= 0 for iv in worse.intervals.values())
 
 
+def _frechet_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance of two feature sets in the textbook symmetric form, written apart from
+    ``metrics.frechet``: tr sqrt(S1 C2 S1) with S1 = C1^(1/2), both from eigendecompositions."""
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root_a @ cov_b @ root_a
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
+
+
+def _stand_in_features_numpy(clip: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    """:class:`StandInI3D` in numpy: ``clip`` ``[T, H, W, 3]`` in [-1, 1] (H, W multiples of 4) -> ``[400]``."""
+    t, h, w, _ = clip.shape
+    pooled = clip.reshape(t, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2).reshape(t, 48)
+    motion = np.abs(np.diff(pooled, axis=0)).mean(axis=0)
+    return np.concatenate([pooled.mean(axis=0), motion]) @ proj
+
+
 def test_fvd_pools_clips_over_the_test_set(stand_in_i3d, baselines, gt_shard, tmp_path):
-    """FVD-D from the pipeline equals a direct Frechet distance of the diagonal clips' features."""
+    """FVD-D and FVD-F from the pipeline equal the textbook Frechet distance of clip features computed
+    apart from it: numpy compositing from the files, clips picked from the protocol's views and frames,
+    the stand-in extractor in numpy, the distance from eigendecompositions. I3D frames stay at the
+    images' 32 px (the stand-in accepts any size), so no resize enters."""
     from character4d.format import open_samples
-    from characterbench import protocol as P
-    from characterbench.predictions import read_prediction
-    from metrics.fvd import frechet_distance
     from tests.characterbench.conftest import StandInI3D
 
     pred = baselines["front-view"]
-    r = run_eval(pred, gt_shard, tmp_path / "r.json", "--metrics", "fvd_d", "--bootstrap", "0")
-    model = StandInI3D()
-    real, fake = [], []
-    for sample in open_samples(gt_shard):
-        cells = [(PROTOCOL_V1.views[k], PROTOCOL_V1.frames[k]) for k in range(9)]
-        gt = P.prepare_images([sample.frame(v, f) for v, f in cells], 224, SMALL)
-        pr = P.prepare_images([read_prediction(pred / sample.key / f"view{v:02d}" / f"frame{f:03d}.png") for v, f in cells], 224, SMALL)
-        with torch.no_grad():
-            real.append(model((gt * 2 - 1).permute(1, 0, 2, 3)[None]))
-            fake.append(model((pr * 2 - 1).permute(1, 0, 2, 3)[None]))
-    assert r.metrics["fvd_d"] == pytest.approx(frechet_distance(torch.cat(real), torch.cat(fake)), rel=1e-6)
+    r = run_eval(pred, gt_shard, tmp_path / "r.json", "--metrics", "fvd_f,fvd_d", "--bootstrap", "0",
+                 "--override", f"fvd_resolution={SIZE}")
+    proj = StandInI3D().proj.double().numpy()
+    views, frames = PROTOCOL_V1.views, PROTOCOL_V1.frames
+    clips = {"fvd_d": [[(views[k], frames[k]) for k in range(9)]],
+             "fvd_f": [[(v, f) for f in frames] for v in views]}
+    for variant, variant_clips in clips.items():
+        real, fake = [], []
+        for sample in open_samples(gt_shard):
+            for cells in variant_clips:
+                gt = np.stack([_composited(sample.frame(v, f)) for v, f in cells]) * 2 - 1
+                pr = np.stack([_composited(np.asarray(Image.open(pred / sample.key / f"view{v:02d}" / f"frame{f:03d}.png")))
+                               for v, f in cells]) * 2 - 1
+                real.append(_stand_in_features_numpy(gt, proj))
+                fake.append(_stand_in_features_numpy(pr, proj))
+        assert len(real) == r.clip_counts[variant]
+        expected = _frechet_numpy(np.stack(real), np.stack(fake))
+        assert expected > 1e-3  # the front view everywhere is not the ground truth
+        assert r.metrics[variant] == pytest.approx(expected, rel=1e-4), variant
 
 
 def test_set_statistic_bootstrap_is_paired_over_samples():
@@ -265,3 +293,21 @@ def test_every_metric_with_published_weights(baselines, degraded_pred, gt_shard,
     assert worse.metrics["ssim"] < same.metrics["ssim"] and worse.metrics["psnr"] < same.metrics["psnr"]
     assert worse.metrics["lpips"] > same.metrics["lpips"]
     json.loads((tmp_path / "b.json").read_text())  # plain JSON, no NaN/Infinity
+
+
+def test_each_prediction_png_is_decoded_once(baselines, gt_shard, tmp_path, monkeypatch):
+    """Scoring takes the images validation decoded; with no room to keep them it decodes them again,
+    with the same numbers."""
+    import characterbench.evaluate as E
+    import characterbench.predictions as predictions
+
+    decodes = []
+    original = predictions.read_prediction
+    monkeypatch.setattr(predictions, "read_prediction", lambda path: decodes.append(path) or original(path))
+    pred = baselines["front-view"]
+    kept = run_eval(pred, gt_shard, tmp_path / "a.json", "--metrics", "ssim,psnr")
+    assert decodes == []
+    monkeypatch.setattr(E, "default_keep_bytes", lambda: 0)
+    again = run_eval(pred, gt_shard, tmp_path / "b.json", "--metrics", "ssim,psnr")
+    assert len(decodes) == 2 * 81
+    assert again.metrics == kept.metrics and again.per_sample[1].grid == kept.per_sample[1].grid

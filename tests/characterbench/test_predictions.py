@@ -196,3 +196,25 @@ def test_undecodable_pixels_and_several_problems_per_file(gt_pred, gt_index, cap
         (rel[0], "unreadable"), (rel[1], "bad_mode"), (rel[1], "wrong_size"),
         (rel[2], "nan"), (rel[2], "out_of_range"), (rel[2], "wrong_size"),
     ])
+
+
+def test_validation_keeps_decoded_pngs_within_its_budget(baselines, gt_index):
+    """What validation decoded is what PIL decodes from the file; the reader hands each out once and
+    falls back to decoding for the rest; the budget bounds what is kept."""
+    root = baselines["ground-truth"]
+    index = validate_predictions(root, gt_index, PROTOCOL_V1, "multiview", workers=2, keep_bytes=1 << 30)
+    paths = [p for cells in index.files.values() for p in cells.values()]
+    assert len(paths) == 2 * 81 and set(index.decoded) == set(paths)
+    for path in paths[:5]:
+        with Image.open(path) as img:
+            assert np.array_equal(index.decoded[path], np.asarray(img))
+    fallback = []
+    read = index.reader(lambda p: fallback.append(p) or "decoded again")
+    first = paths[0]
+    kept = index.decoded[first]
+    assert read(first) is kept and first not in index.decoded  # handed out once, then forgotten
+    assert read(first) == "decoded again" and fallback == [first]
+    one = index.decoded[paths[1]].nbytes
+    small = validate_predictions(root, gt_index, PROTOCOL_V1, "multiview", workers=2, keep_bytes=one)
+    assert len(small.decoded) == 1
+    assert validate_predictions(root, gt_index, PROTOCOL_V1, "multiview").decoded == {}  # default: keep none

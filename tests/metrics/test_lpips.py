@@ -35,6 +35,24 @@ def test_layerwise_formula_written_out():
         assert torch.all(net(x0, x0) == 0)
 
 
+def test_batches_split_into_passes_match_the_written_out_formula():
+    # On the CPU lpips() runs a few pairs per trunk pass; 7 pairs take three passes.
+    net = LPIPSNet("alex").eval()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(7, 3, 48, 48, generator=g)
+    x1 = torch.rand(7, 3, 48, 48, generator=g)
+    with torch.no_grad():
+        for lin in net.lins:
+            lin.weight.uniform_(0, 1, generator=g)
+        feats = [net.trunk((x * 2 - 1 - net.shift) / net.scale) for x in (x0, x1)]
+        expected = 0
+        for f0, f1, lin in zip(*feats, net.lins):
+            n0 = f0 / (f0.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            n1 = f1 / (f1.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            expected = expected + ((n0 - n1) ** 2 * lin.weight.view(1, -1, 1, 1)).sum(1).mean(dim=(1, 2))
+    torch.testing.assert_close(lpips(x0, x1, model=net), expected)
+
+
 def test_inputs_are_checked():
     net = LPIPSNet("alex").eval()
     x = torch.rand(1, 3, 64, 64)
