@@ -1,4 +1,4 @@
-"""The pose task: colour table against the drawer of the ground truth (character4d.posemap), decoding of
+"""The pose task: colour table against OpenPose's, keypoints by hand, decoding of
 drawn maps, DLT triangulation against exact projections, Procrustes against a known similarity, and the
 end-to-end round trip (the ground truth's own pose maps score ~0 mm; left/right swapped maps do not)."""
 
@@ -91,15 +91,46 @@ def pose_gt(tmp_path_factory) -> Path:
     return path
 
 
-def test_colour_table_and_keypoints_match_the_ground_truth_drawer():
-    from character4d import posemap
+# OpenPose's body colours in COCO-18 keypoint order, written out from `colors` of `draw_bodypose` in
+# pytorch-openpose's util.py (the openpose annotator that ControlNet and DWPose ship).
+OPENPOSE_COCO18_COLORS = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
+    (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
+    (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)  # fmt: skip
+# OpenPose's COCO-18 body parts (poseParameters `POSE_COCO_BODY_PARTS`: Nose, Neck, RShoulder, ...), in
+# order, spelled as the benchmark spells them.
+OPENPOSE_COCO18_PARTS = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "right_eye", "left_eye", "right_ear", "left_ear",
+)  # fmt: skip
 
-    assert K.KEYPOINT_COLORS == posemap.KEYPOINT_COLORS and K.COCO18_NAMES == posemap.COCO18_NAMES
-    assert K.COCO18_SOURCES == posemap._COCO18_SOURCES
-    joints, _ = _joints(3, 0)
+
+def test_colour_table_and_keypoints_follow_openpose():
     from character4d.skeleton import JOINT_NAMES
 
-    np.testing.assert_allclose(K.coco18_from_joints(joints, JOINT_NAMES), posemap.coco18_from_joints(joints, JOINT_NAMES))
+    assert K.KEYPOINT_COLORS == OPENPOSE_COCO18_COLORS
+    assert len(set(K.KEYPOINT_COLORS)) == 18  # one colour per keypoint: decoding relies on it
+    assert K.COCO18_NAMES == OPENPOSE_COCO18_PARTS
+    # Frame 0 of the test figure (no sway, no wave, no shift) by hand, from _figure's joint positions:
+    # keypoints are bone heads (shoulder = upper arm, elbow = lower arm, wrist = hand, hip = upper leg,
+    # knee = lower leg, ankle = foot), the neck the mid-point of the two shoulders (DESIGN.md Appendix A).
+    expected = np.array([
+        (0, -0.1, 1.6), (0, 0, 1.4), (-0.18, 0, 1.4), (-0.32, -0.02, 1.18), (-0.42, -0.04, 0.95),
+        (0.18, 0, 1.4), (0.3, 0.02, 1.15), (0.38, 0.03, 0.92), (-0.1, 0, 0.92), (-0.11, 0.01, 0.5),
+        (-0.12, 0.02, 0.08), (0.1, 0, 0.92), (0.11, 0.01, 0.5), (0.12, 0.02, 0.08), (-0.035, -0.085, 1.645),
+        (0.035, -0.085, 1.645), (-0.075, 0, 1.61), (0.075, 0, 1.61),
+    ])  # fmt: skip
+    joints, _ = _joints(3, 0)
+    got = K.coco18_from_joints(joints, JOINT_NAMES)
+    assert got.shape == (3, 18, 3)
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)
+    # A missing source joint makes its keypoint absent (NaN), and the neck needs both shoulders.
+    holed = joints.copy()
+    holed[:, JOINT_NAMES.index("leftUpperArm")] = np.nan
+    missing = np.isnan(K.coco18_from_joints(holed, JOINT_NAMES)[0]).all(axis=1)
+    assert np.flatnonzero(missing).tolist() == [1, 5]
 
 
 def test_decode_drawn_keypoints_and_openpose_json():
