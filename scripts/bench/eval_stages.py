@@ -102,6 +102,57 @@ def compare(results: dict, reference: dict) -> float:
     return worst
 
 
+def timed_evaluate(cfg, stages: Stages, profile: Path | None = None):
+    """Run ``evaluate(cfg)`` once with the stages instrumented; returns ``(results, run)`` where ``run``
+    holds the wall time, CPU time and load averages."""
+    from characterbench.evaluate import evaluate
+
+    load_before = load_average()
+    u0, s0 = cpu_seconds()
+    t0 = time.perf_counter()
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        results = prof.runcall(evaluate, cfg, False)
+        prof.dump_stats(profile)
+    else:
+        results = evaluate(cfg, progress=False)
+    wall = time.perf_counter() - t0
+    u1, s1 = cpu_seconds()
+    stages.seconds["bootstrap"] = results.timing["bootstrap_s"]
+    scoring = stages.seconds["scoring (all samples)"]
+    inner = sum(v for k, v in stages.seconds.items() if k.startswith("  "))
+    stages.seconds["  other (cell copies, clip assembly, loop)"] = max(scoring - inner, 0.0)
+    run = {"wall_s": wall, "user_s": u1 - u0, "sys_s": s1 - s0, "load_before": load_before, "load_after": load_average()}
+    return results, run
+
+
+def print_table(stages: Stages, results, run: dict, title: str) -> None:
+    """The stage table (Markdown), with the machine and its load."""
+    import torch
+
+    order = ["index ground truth", "validate + decode predictions", "load metric weights", "scoring (all samples)"]
+    order += sorted(k for k in stages.seconds if k.startswith("  ") and "other" not in k)
+    order += ["  other (cell copies, clip assembly, loop)", "bootstrap"]
+    print(f"\n{title}")
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {results.device}")
+    print(f"load average (1/5/15 min): before {run['load_before']}, after {run['load_after']}\n")
+    print(f"| {'stage':<44} | {'seconds':>8} |")
+    print(f"|{'-' * 46}|{'-' * 10}|")
+    for k in order:
+        if k in stages.seconds:
+            print(f"| {k:<44} | {stages.seconds[k]:8.2f} |")
+    print(f"| {'total (wall)':<44} | {run['wall_s']:8.2f} |")
+    print(f"| {'CPU time of the process (user + sys)':<44} | {run['user_s'] + run['sys_s']:8.2f} |")
+    print(f"| {'  of it sys':<44} | {run['sys_s']:8.2f} |")
+    timing = results.timing
+    if timing.get("feature_clips"):
+        print(f"\nI3D/Inception inputs per second inside the run: {timing['feature_clips_per_s']:.2f} "
+              f"({int(timing['feature_clips'])} clips or images)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pred", required=True)
@@ -112,6 +163,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None, help="decode threads (default: the EvalConfig default)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--image-resolution", type=int, default=None,
+                   help="score at this size instead of the protocol's (experiments: the record becomes '+custom')")
     p.add_argument("--reference", type=Path, default=None, help="an earlier result record to compare the numbers with")
     p.add_argument("--json", type=Path, default=None, help="write the result record (with the stage table) here")
     p.add_argument("--profile", type=Path, default=None, help="also write a cProfile dump here")
@@ -119,62 +172,25 @@ def main() -> None:
     a = p.parse_args()
 
     from characterbench.config import EvalConfig
-    from characterbench.evaluate import evaluate
+    from characterbench.protocol import PROTOCOL_V1
 
     stages = Stages()
     instrument(stages)
     extra = {k: v for k, v in (("workers", a.workers), ("batch_size", a.batch_size)) if v is not None}
+    protocol = PROTOCOL_V1.replace(image_resolution=a.image_resolution) if a.image_resolution else PROTOCOL_V1
     cfg = EvalConfig(pred=a.pred, gt=a.gt, task=a.task, metrics=tuple(a.metrics.split(",")), device=a.device,
-                     bootstrap=a.bootstrap, **extra)
-    load_before = load_average()
-    u0, s0 = cpu_seconds()
-    t0 = time.perf_counter()
-    if a.profile:
-        import cProfile
-
-        prof = cProfile.Profile()
-        results = prof.runcall(evaluate, cfg, False)
-        prof.dump_stats(a.profile)
-    else:
-        results = evaluate(cfg, progress=False)
-    wall = time.perf_counter() - t0
-    u1, s1 = cpu_seconds()
-    load_after = load_average()
-    timing = results.timing
-    stages.seconds["bootstrap"] = timing["bootstrap_s"]
-    scoring = stages.seconds["scoring (all samples)"]
-    inner = sum(v for k, v in stages.seconds.items() if k.startswith("  "))
-    stages.seconds["  other (cell copies, clip assembly, loop)"] = max(scoring - inner, 0.0)
-
-    order = ["index ground truth", "validate + decode predictions", "load metric weights", "scoring (all samples)"]
-    order += sorted(k for k in stages.seconds if k.startswith("  ") and "other" not in k)
-    order += ["  other (cell copies, clip assembly, loop)", "bootstrap"]
-    import torch
-
-    print(f"\ncharacterbench eval stages{' (' + a.label + ')' if a.label else ''}: task {a.task}, "
-          f"{results.sample_count} samples, metrics {a.metrics}, --device {a.device}, bootstrap {a.bootstrap}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), {results.device}")
-    print(f"load average (1/5/15 min): before {load_before}, after {load_after}\n")
-    print(f"| {'stage':<44} | {'seconds':>8} |")
-    print(f"|{'-' * 46}|{'-' * 10}|")
-    for k in order:
-        if k in stages.seconds:
-            print(f"| {k:<44} | {stages.seconds[k]:8.2f} |")
-    print(f"| {'total (wall)':<44} | {wall:8.2f} |")
-    print(f"| {'CPU time of the process (user + sys)':<44} | {u1 - u0 + s1 - s0:8.2f} |")
-    print(f"| {'  of it sys':<44} | {s1 - s0:8.2f} |")
-    print(f"\nI3D clips/s inside the run: {timing['feature_clips_per_s']:.2f} ({int(timing['feature_clips'])} clips)")
-    record = results.to_dict() if hasattr(results, "to_dict") else json.loads(results.to_json())
+                     bootstrap=a.bootstrap, protocol=protocol, **extra)
+    results, run = timed_evaluate(cfg, stages, a.profile)
+    print_table(stages, results, run, f"characterbench eval stages{' (' + a.label + ')' if a.label else ''}: task "
+                f"{a.task}, {results.sample_count} samples, metrics {a.metrics}, --device {a.device}, bootstrap {a.bootstrap}")
+    record = results.to_dict()
     print("metrics:", {k: round(v, 6) for k, v in record["metrics"].items()})
     if a.reference:
         ref = json.loads(a.reference.read_text())
         print(f"largest relative difference to {a.reference}: {compare(record, ref):.3g}")
     if a.json:
         record["stage_seconds"] = dict(stages.seconds)
-        record["stage_wall_s"] = wall
-        record["stage_cpu_s"] = {"user": u1 - u0, "sys": s1 - s0}
-        record["stage_load"] = {"before": load_before, "after": load_after}
+        record["stage_run"] = run
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(record, indent=1))
 

@@ -98,9 +98,16 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=8, help="decode threads of the evaluation")
     p.add_argument("--work", type=Path, default=Path("/tmp/characterbench-evalbench"))
     p.add_argument("--bootstrap", type=int, default=1000, help="FVD bootstrap resamples (the eval default: 1000)")
+    p.add_argument("--metrics", default="ssim,psnr,lpips,fvd_f,fvd_v,fvd_d,fv4d",
+                   help="comma-separated (default: every multiview metric with fetchable weights)")
     p.add_argument("--clip-random", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the timings here")
     a = p.parse_args()
+
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_stages import Stages, instrument, load_average, print_table, timed_evaluate
 
     from characterbench.baselines import make_baseline
     from characterbench.config import EvalConfig
@@ -112,25 +119,28 @@ def main() -> None:
     if not pred.exists():
         make_baseline("static-apose", gt, pred, progress=False)
     prep = time.perf_counter() - t0
-    metrics = ("ssim", "psnr", "lpips", "fvd_f", "fvd_v", "fvd_d", "fv4d")
+    print(f"synthetic data ({a.samples} samples, {a.resolution} px): {prep:.1f} s", flush=True)
+    metrics = tuple(a.metrics.split(","))
     if a.clip_random:
         os.environ["CHARACTERBENCH_CLIP"] = str(_random_clip(a.work))
         metrics += ("clip_s",)
     cfg = EvalConfig(pred=str(pred), gt=str(gt), metrics=metrics, device=a.device, batch_size=a.batch_size,
                      workers=a.workers, bootstrap=a.bootstrap)
     evaluate(cfg, progress=False) if a.samples <= 4 else None  # warm-up (kernels, weights) on small runs only
-    t1 = time.perf_counter()
-    results = evaluate(cfg, progress=False)
-    wall = time.perf_counter() - t1
+    stages = Stages()
+    instrument(stages)
+    results, run = timed_evaluate(cfg, stages)
+    wall = run["wall_s"]
     timing = dict(results.timing)
     row = {"device": results.device, "samples": results.sample_count, "wall_s": wall,
            "s_per_sample": wall / results.sample_count, "i3d_clips_per_s": timing.get("feature_clips_per_s"),
            "i3d_clips": timing.get("feature_clips"), "bootstrap_s": timing.get("bootstrap_s"),
-           "bootstrap": a.bootstrap, "prep_s": prep,
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    print(f"\ncharacterbench eval throughput ({', '.join(metrics)}), {a.resolution} px ground truth")
-    for k, v in row.items():
-        print(f"  {k:<22} {v:.3f}" if isinstance(v, float) else f"  {k:<22} {v}")
+           "bootstrap": a.bootstrap, "prep_s": prep, "cpu_s": run["user_s"] + run["sys_s"],
+           "load_before": run["load_before"], "load_after": load_average(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores", "stages": dict(stages.seconds)}
+    print_table(stages, results, run, f"characterbench eval throughput ({', '.join(metrics)}), "
+                f"{results.sample_count} samples, {a.resolution} px ground truth, bootstrap {a.bootstrap}")
+    print(f"\n  wall {wall:.2f} s, {wall / results.sample_count:.3f} s per sample, synthetic data {prep:.1f} s")
     if not a.clip_random:
         print("  metric values (static-A-pose baseline on synthetic data):",
               {k: round(v, 4) for k, v in results.metrics.items()})
