@@ -25,18 +25,16 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float 
     Returns:
         Scalar tensor.
     """
-    c = pred.shape[1]
+    b, c, h, w = pred.shape
     g = _gaussian_window(size, sigma, pred.device, pred.dtype)
-    wx = g.view(1, 1, 1, size).repeat(c, 1, 1, 1)
-    wy = g.view(1, 1, size, 1).repeat(c, 1, 1, 1)
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(x, wx, groups=c), wy, groups=c)
-
-    mu_x, mu_y = blur(pred), blur(target)
-    sxx = blur(pred * pred) - mu_x**2
-    syy = blur(target * target) - mu_y**2
-    sxy = blur(pred * target) - mu_x * mu_y
+    # The five local moments blurred by one pair of 1-channel convolutions over a stacked batch: the same sums as
+    # five grouped convolutions, in two calls (a fit's SSIM is a large share of its step time on a GPU).
+    stack = torch.stack([pred, target, pred * pred, target * target, pred * target]).reshape(5 * b * c, 1, h, w)
+    blurred = F.conv2d(F.conv2d(stack, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
+    mu_x, mu_y, exx, eyy, exy = blurred.reshape(5, b, c, blurred.shape[-2], blurred.shape[-1])
+    sxx = exx - mu_x**2
+    syy = eyy - mu_y**2
+    sxy = exy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)

@@ -78,6 +78,37 @@ class Gaussians4D(torch.nn.Module):
         d_means, _, _ = self.deformation(means, t)
         return means + d_means
 
+    def deformed_means_at_times(self, times: list[float]) -> list[torch.Tensor]:
+        """Centres ``[N, 3]`` at each of ``times``, from one pass of the field over all of them."""
+        means = self.params["means"]
+        if not self.deform_enabled:
+            return [means for _ in times]
+        n = means.shape[0]
+        t = torch.tensor(times, dtype=means.dtype, device=means.device).repeat_interleave(n)
+        d_means, _, _ = self.deformation(means.repeat(len(times), 1), t)
+        return list((means.repeat(len(times), 1) + d_means).split(n))
+
+    def gaussians_at_times(self, times: list[float]) -> list[Gaussians]:
+        """:meth:`gaussians_at` for several times, from one pass of the field over all of them."""
+        if len(times) == 1 or not self.deform_enabled:
+            return [self.gaussians_at(t) for t in times]
+        p = self.params
+        n, k = p["means"].shape[0], len(times)
+        t = torch.tensor(times, dtype=p["means"].dtype, device=p["means"].device).repeat_interleave(n)
+        d_means, d_scales, d_quats = self.deformation(p["means"].repeat(k, 1), t)
+        opacities = torch.sigmoid(p["opacity_logits"])
+        sh = torch.cat([p["sh0"], p["shN"]], dim=1)
+        return [
+            Gaussians(
+                means=p["means"] + dm,
+                quats=torch.nn.functional.normalize(p["quats"] + dq, dim=-1),
+                scales=torch.exp(p["log_scales"] + ds),
+                opacities=opacities,
+                sh=sh,
+            )
+            for dm, ds, dq in zip(d_means.split(n), d_scales.split(n), d_quats.split(n))
+        ]
+
     def gaussians_at(self, t: float) -> Gaussians:
         """The Gaussians at normalised time ``t`` in [0, 1] (differentiable; ``.detach()`` for export).
 

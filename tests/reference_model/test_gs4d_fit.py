@@ -117,3 +117,19 @@ def test_frames_per_step_shares_the_views_between_distinct_frames(gs4d_sample):
     result = fit(train, config, "cpu", progress=False)
     assert result.images == 3 * result.steps
     assert set(result.fed_frames["coarse"]) == {1} and len(result.fed_frames["final"]) == 3 * 5
+
+
+def test_batched_times_equal_one_time_at_a_time(gs4d_tiny_fit):
+    import torch
+
+    model = gs4d_tiny_fit[3].model
+    times = [0.0, 0.5, 1.0]
+    with torch.no_grad():
+        many = model.gaussians_at_times(times)
+        anchors = model.deformed_means_at_times(times)
+        for t, g, m in zip(times, many, anchors):
+            one = model.gaussians_at(t)
+            assert not torch.equal(g.means, model.params["means"])  # the field moved them
+            for name in ("means", "quats", "scales", "opacities", "sh"):
+                torch.testing.assert_close(getattr(g, name), getattr(one, name), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(m, one.means, rtol=1e-5, atol=1e-6)
