@@ -195,7 +195,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     args.board = _board(args)
     path = submit(args.results, args.board, name=args.name, url=args.url, notes=args.notes, replace=args.replace,
-                  pred=args.pred, gt=args.gt, unverified=args.unverified, device=args.device, progress=not args.quiet)
+                  pred=args.pred, gt=args.gt, unverified=args.unverified, device=args.device, progress=not args.quiet,
+                  viewer=args.viewer)
     print(f"added {path}" + (" (unverified)" if args.unverified and not args.pred else " (re-scored from its predictions)"))
     if not args.no_build:
         for p in build(args.board):
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="link to the method")
     p.add_argument("--notes", help="free text shown on the board")
     p.add_argument("--replace", action="store_true", help="replace an entry of the same name and task")
+    p.add_argument("--viewer", help="a self-contained HTML page of the method's 4D result (charactershot view), linked from the row")
     p.add_argument("--no-build", action="store_true", help="do not regenerate the tables")
     p.set_defaults(func=cmd_submit)
 

@@ -20,6 +20,7 @@ import datetime
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,7 @@ def submit(
     unverified: bool = False,
     device: str = "auto",
     progress: bool = False,
+    viewer: str | Path | None = None,
 ) -> Path:
     """Check a result record against a board, re-score it from its predictions, and add it to ``entries/``.
 
@@ -224,6 +226,8 @@ def submit(
         unverified: Accept the record without re-scoring (shown apart on the board).
         device: Where the re-scoring runs.
         progress: Show progress bars while re-scoring.
+        viewer: A self-contained HTML page showing the method's 4D result (e.g. ``charactershot view``'s
+            splat player); copied to ``viewers/<entry>.html`` and linked from the row. Verified entries only.
 
     Returns:
         The entry file.
@@ -256,6 +260,10 @@ def submit(
         )
     if pred is not None and gt is None:
         problems.append("gt: --pred needs --gt, the board's ground truth, to re-score the predictions")
+    if viewer is not None:
+        if pred is None:
+            problems.append("viewer: only a verified entry (--pred) can link a viewer page")
+        problems += viewer_problems(viewer)
     if problems:
         raise SubmissionError(str(results_path), problems)
     entry: dict[str, Any] = {
@@ -276,6 +284,11 @@ def submit(
         preview = Path(board_dir) / "previews" / f"{entry_path.stem}.png"
         if submission.write_preview(pred, results.task, preview, get_protocol(results.protocol_version)):
             entry["preview"] = preview.relative_to(board_dir).as_posix()
+        if viewer is not None:
+            page = Path(board_dir) / "viewers" / f"{entry_path.stem}.html"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(viewer, page)
+            entry["viewer"] = page.relative_to(board_dir).as_posix()
     else:
         entry["status"] = UNVERIFIED
     results.with_entry(entry).save(entry_path)
@@ -283,6 +296,23 @@ def submit(
 
 
 UNVERIFIED = "unverified: submitted without predictions, not re-scored"
+VIEWER_MAX_BYTES = 16 * 2**20  # a board is a git folder: one page per row stays small enough to keep in it
+
+
+def viewer_problems(path: str | Path) -> list[str]:
+    """Why a file cannot be a row's viewer page (empty when it can): it must be an ``.html`` file of at most
+    :data:`VIEWER_MAX_BYTES` that loads nothing from the network (the board opens from disk, offline)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm") or not path.is_file():
+        return [f"viewer: {path} is not an .html file"]
+    if path.stat().st_size > VIEWER_MAX_BYTES:
+        return [f"viewer: {path} is {path.stat().st_size / 2**20:.1f} MiB, more than {VIEWER_MAX_BYTES // 2**20} MiB "
+                "(fewer Gaussians make a smaller page, e.g. charactershot view --max-gaussians)"]
+    text = path.read_text(errors="replace")
+    remote = re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.IGNORECASE)
+    if remote:
+        return [f"viewer: {path} loads {text[remote.start():remote.start() + 60]!r}...; a viewer page must be self-contained"]
+    return []
 
 
 def is_verified(record: Results) -> bool:
@@ -379,6 +409,8 @@ def entries_frame(entries: list[Results], task: str):
                 rec[f"{METRICS.get(m).label} 95% CI"] = f"[{_fmt(r.intervals[m].low)}, {_fmt(r.intervals[m].high)}]"
         if any((e.entry or {}).get("preview") for e in rows):
             rec["Preview"] = (r.entry or {}).get("preview")
+        if any((e.entry or {}).get("viewer") for e in rows):
+            rec["4D viewer"] = (r.entry or {}).get("viewer")
         if any(o for _, o in split):
             rec["Other values"] = ", ".join(f"{METRICS.get(m).label if m in METRICS else m} {_fmt(v)}" for m, v in other.items()) or "–"
         rec["Date"] = r.date[:10]
@@ -423,6 +455,8 @@ def _markdown_table(frame) -> str:
             text = _fmt(row[c]).replace("|", "\\|")
             if c == "Preview":
                 text = f"![9 views]({row[c]})" if isinstance(row[c], str) and _is_board_path(row[c]) else "–"
+            elif c == "4D viewer":
+                text = f"[open]({row[c]})" if _is_board_viewer(row[c]) else "–"
             elif c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f"[{text}]({row['URL']})"
             cells.append(text)
@@ -433,6 +467,11 @@ def _markdown_table(frame) -> str:
 def _is_board_path(path: Any) -> bool:
     """A preview path as submit writes it (``previews/<entry>.png``), nothing else (no URL, no ``..``)."""
     return isinstance(path, str) and re.match(r"previews/[A-Za-z0-9_.-]+\.png$", path) is not None and ".." not in path
+
+
+def _is_board_viewer(path: Any) -> bool:
+    """A viewer path as submit writes it (``viewers/<entry>.html``), nothing else (no URL, no ``..``)."""
+    return isinstance(path, str) and re.match(r"viewers/[A-Za-z0-9_.-]+\.html$", path) is not None and ".." not in path
 
 
 def _is_web_url(url: Any) -> bool:

@@ -12,7 +12,8 @@ Steps (each re-runnable; finished fits are skipped):
     python scripts/gs4d_leaderboard.py submit --runs out/gs4d-runs --gt out/board-gt
 
 A row is submitted only when every sample of the ground truth was fitted with that preset; its label states
-the split (12 training views, the protocol's 9 views held out).
+the split (12 training views, the protocol's 9 views held out). When a fit of the preset kept its ``.ply``
+sequence, the row links a splat player page of it (``charactershot view``, ``characterbench submit --viewer``).
 """
 
 from __future__ import annotations
@@ -215,6 +216,21 @@ def _pred_folder(runs: Path, preset: str, keys: list[str]) -> Path:
     return folder
 
 
+def _viewer_page(runs: Path, preset: str, keys: list[str], max_gaussians: int) -> Path | None:
+    """The row's splat player (``charactershot view``) of the first sample whose fit kept its ``.ply`` sequence."""
+    for key in keys:
+        fit_dir = runs / preset / key
+        if (fit_dir / "ply").is_dir():
+            page = fit_dir / "viewer.html"
+            cmd = [sys.executable, "-m", "reference_model.cli", "view", str(fit_dir), "--out", str(page),
+                   "--max-gaussians", str(max_gaussians), "--title", f"{PRESET_ROWS.get(preset, preset)}: {key}"]
+            if subprocess.call(cmd, cwd=ROOT) == 0:
+                return page
+            print(f"{preset}: no viewer page ({' '.join(cmd)} failed)")
+            return None
+    return None
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from character4d.format import open_samples
 
@@ -252,6 +268,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
             cmd += ["--board", args.board]
         if args.replace:
             cmd.append("--replace")
+        if page := _viewer_page(runs, preset, keys, args.viewer_gaussians):
+            cmd += ["--viewer", str(page)]
         print(" ".join(cmd[:5]), "...")
         if subprocess.call(cmd, cwd=ROOT) != 0:
             status = 1
@@ -295,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--board", help="board folder (default: characterbench's)")
     p.add_argument("--rescore", action="store_true")
     p.add_argument("--concurrent", default="", help="extra note, e.g. how many fits shared the GPU")
+    p.add_argument("--viewer-gaussians", type=int, default=16384,
+                   help="Gaussians in the row's viewer page (16,384 x 25 frames is ~7 MB)")
     p.set_defaults(func=cmd_submit)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -399,3 +399,32 @@ def test_leaderboard_verify_catches_an_edited_baseline_row(board, records, basel
     # Without the ground truth nothing can be re-computed: skipped, not passed.
     assert main(["leaderboard", "verify", "--board", str(board), "--quiet"]) == 0
     assert "0 reproduced, 0 differ, 2 skipped" in capsys.readouterr().out
+
+
+def test_a_viewer_page_is_copied_linked_and_must_be_self_contained(board, records, baselines, gt_shard, tmp_path):
+    board = fresh(board, tmp_path)
+    page = tmp_path / "fit-page.html"
+    page.write_text("<!doctype html><html><body><canvas></canvas><script>const splats = [1, 2];</script></body></html>")
+    assert main(["submit", *scored(records, baselines, gt_shard, "front-view"), "--board", str(board),
+                 "--viewer", str(page)]) == 0
+    entry = json.loads((board / "entries" / "multiview--front-view.json").read_text())
+    assert entry["entry"]["viewer"] == "viewers/multiview--front-view.html"
+    assert (board / "viewers" / "multiview--front-view.html").read_bytes() == page.read_bytes()
+    md = (board / "README.md").read_text()
+    assert "| Method | N | PSNR ↑ | Preview | 4D viewer | Date | Commit |" in md
+    assert "[open](viewers/multiview--front-view.html)" in md
+    assert '<a href="viewers/multiview--front-view.html">open</a>' in (board / "index.html").read_text()
+    # A page that reaches the network, a file that is not HTML, and an unverified entry are refused.
+    remote = tmp_path / "remote.html"
+    remote.write_text('<html><script src="https://cdn.example.org/three.js"></script></html>')
+    scored_args = dict(pred=baselines["static-apose"], gt=gt_shard)
+    for bad, kwargs, why in ((remote, scored_args, "self-contained"), (tmp_path / "x.txt", scored_args, "not an .html file"),
+                             (page, dict(unverified=True), "only a verified entry")):
+        with pytest.raises(SubmissionError, match=why):
+            submit(records["static-apose"], board, viewer=bad, **kwargs)
+    assert not (board / "viewers" / "multiview--static-apose.html").exists()
+    # A hand-edited entry pointing elsewhere is not linked.
+    entry["entry"]["viewer"] = "../../etc/passwd.html"
+    (board / "entries" / "multiview--front-view.json").write_text(json.dumps(entry))
+    build(board)
+    assert "passwd" not in (board / "README.md").read_text() and "passwd" not in (board / "index.html").read_text()

@@ -32,7 +32,7 @@ def test_leaderboard_script_round_trip(tmp_path):
     sets = ["init_points=100", "hull_resolution=16", "coarse_steps=2", "window_steps=1", "final_steps=2",
             "views_per_step=2", "sh_degree=0", "max_gaussians=150"]
     runs = tmp_path / "runs"
-    args = ["fit", "--data", str(tmp_path / "packs"), "--runs", str(runs), "--jobs", "default", "--no-ply"]
+    args = ["fit", "--data", str(tmp_path / "packs"), "--runs", str(runs), "--jobs", "default"]
     assert board.main(args + [x for s in sets for x in ("--set", s)]) == 0
     record = json.loads((runs / "default" / "ada__dance" / "fit.json").read_text())
     assert record["iterations"]["total"] == 2 + 6 + 2
@@ -44,3 +44,9 @@ def test_leaderboard_script_round_trip(tmp_path):
         copy = tmp_path / "here" / png.relative_to(runs)
         np.testing.assert_array_equal(np.array(Image.open(png)), np.array(Image.open(copy)))
     assert json.loads((tmp_path / "here" / "default" / "ada__dance" / "fit.json").read_text()) == record
+    # The row's viewer page: built from the kept .ply sequence, acceptable to characterbench submit --viewer.
+    from characterbench.leaderboard import viewer_problems
+
+    page = board._viewer_page(runs, "default", ["ada__dance"], 64)
+    assert page == runs / "default" / "ada__dance" / "viewer.html" and viewer_problems(page) == []
+    assert board._viewer_page(tmp_path / "here", "default", ["ada__dance"], 64) is None  # no .ply there
