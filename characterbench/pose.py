@@ -31,6 +31,7 @@ import numpy as np
 
 # The pose-map convention (DESIGN.md Appendix A) has one owner, character4d.posemap (numpy only), which
 # draws the ground truth; decoding uses its tables so the two cannot drift apart.
+from character4d.cameras import project
 from character4d.posemap import COCO18_NAMES, KEYPOINT_COLORS, coco18_from_joints
 from character4d.posemap import _COCO18_SOURCES as COCO18_SOURCES
 
@@ -167,11 +168,9 @@ def keypoints_to_openpose_json(uv: np.ndarray) -> str:
 
 
 def project_points(points: np.ndarray, viewmat: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pinhole projection ``[N, 3]`` world -> ``[N, 2]`` pixels (NaN at or behind the camera)."""
-    cam = np.asarray(points, dtype=np.float64) @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = cam[:, 2:3]
-    uv = (cam @ np.asarray(K, dtype=np.float64).T)[:, :2] / np.where(z > 0, z, np.nan)
-    return uv
+    """Pinhole projection ``[N, 3]`` world -> ``[N, 2]`` pixels, NaN at or behind the camera
+    (:func:`character4d.cameras.project`, the rig's one projection)."""
+    return project(points, viewmat, K)[0]
 
 
 def triangulate_points(uv: np.ndarray, viewmats: np.ndarray, Ks: np.ndarray, threshold_px: float = 8.0,

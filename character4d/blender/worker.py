@@ -24,8 +24,12 @@ import traceback
 from pathlib import Path
 
 
-def _redirect_blender_output(log_path: Path):
-    """Send fd 1 and 2 (where Blender's C code prints) to a log; return a writer for our own stdout."""
+def redirect_blender_output(log_path: Path):
+    """Send fd 1 and 2 (where Blender's C code prints) to a log; return a writer for our own stdout.
+
+    Public: every Blender worker of the toolkit (renders here, the exports of ``reference_model.export``)
+    keeps its own protocol on the returned channel and Blender's chatter in the log.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1)
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path(argv[0]).read_text())
     out = Path(job["out"])
     out.mkdir(parents=True, exist_ok=True)
-    channel = _redirect_blender_output(out.parent / f"{out.name}.log")
+    channel = redirect_blender_output(out.parent / f"{out.name}.log")
 
     def report(kind: str, payload) -> None:
         channel.write(f"{kind} {json.dumps(payload)}\n")

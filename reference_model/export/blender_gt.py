@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from character4d.blender.worker import _redirect_blender_output
+from character4d.blender.worker import redirect_blender_output
 
 _HIPS_TOL_M = 0.002  # the re-posed hips must sit where the sample's joints say (2 mm)
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = json.loads(Path(argv[0]).read_text())
     # Blender's own chatter goes to the log; results travel on the returned channel (as character4d's worker).
-    channel = _redirect_blender_output(Path(job["log"]))
+    channel = redirect_blender_output(Path(job["log"]))
     try:
         import bpy
         import mathutils

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from character4d.blender.worker import _redirect_blender_output
+from character4d.blender.worker import redirect_blender_output
 from reference_model.export.ik import Motion, forward_kinematics
 
 _JOINT_TOL_M = 0.01  # the character file must carry the sample's skeleton (1 cm: same file, same normalisation)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = json.loads(Path(argv[0]).read_text())
     # Blender's own chatter goes to the log; results travel on the returned channel (as character4d's worker).
-    channel = _redirect_blender_output(Path(job["log"]))
+    channel = redirect_blender_output(Path(job["log"]))
     try:
         import time
 
