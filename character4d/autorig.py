@@ -33,8 +33,12 @@ body proportions):
 Where a joint cannot be placed between two geometric landmarks (the knee between hip and ankle, the
 elbow between shoulder and wrist, the spine joints between hips and neck, where in a section's depth
 a rig puts a joint) it is put at the ratio human rigs use, measured on the rigged characters of
-../shared/assets (each constant below names its range). No finger bones are fitted: the hands of those
-meshes show separate fingers only over their last 2-4 cm.
+../shared/assets (each constant below names its range).
+
+6. Fingers (`character4d.fingers`): beyond each wrist, the hand's silhouette seen from the palm's
+   normal is split into palm and digits; with a thumb and at least three fingers on both hands, their
+   chains are placed from each digit's root and tip. Otherwise (mittens, block hands, fingers fused in
+   the mesh) there are no finger bones, and `RigFit.fingers` says why.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from character4d.fingers import fit_hand
 
 # Joints compared with a reference rig (`joint_errors`): the anatomical landmarks every humanoid rig has.
 MAJOR_JOINTS: tuple[str, ...] = (
@@ -88,18 +94,22 @@ class RigFit:
         quality: fit quality in [0, 1] (1: the two sides agree exactly; see `fit_skeleton`).
         checks: name -> value of each quality check (symmetry, limb ratios...), for meta.json.
         warnings: human-readable notes on checks that came close to failing.
+        fingers: ``"resolved"`` when finger chains were placed on both hands (``joints`` then holds
+            `character4d.skeleton.FINGER_BONES`, plus ``"<distal>_tail"`` tips), else
+            ``"mitten: <reason>"`` (no finger bones).
     """
 
     joints: dict[str, np.ndarray]
     quality: float
     checks: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    fingers: str = "mitten: not fitted"
 
     def to_json(self) -> dict:
-        """The meta.json ``autorig`` entry: quality, checks and warnings."""
+        """The meta.json ``autorig`` entry: quality, checks, warnings and fingers."""
         return {"quality": round(float(self.quality), 4),
                 "checks": {k: round(float(v), 4) for k, v in sorted(self.checks.items())},
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "fingers": self.fingers}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -661,7 +671,8 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
         The fit: joints for every `character4d.skeleton.BODY_BONES` bone (plus leaf tails), the checks
         and warnings, and the quality ``1 - d / limit`` in [0, 1], where d is the largest left/right
         disagreement of a limb joint (fraction of the height) and limit the 0.05 beyond which the fit is
-        refused (1: both sides found the same joints).
+        refused (1: both sides found the same joints); the finger bones too when both hands show a
+        thumb and three or more fingers (`RigFit.fingers` says which, or why not).
 
     Raises:
         AutoRigError: no two feet/legs, no arms sticking out sideways, or a fit too asymmetric or out
@@ -751,7 +762,25 @@ def fit_skeleton(verts: np.ndarray, faces: np.ndarray | None = None) -> RigFit:
     if quality < 0.5:
         warnings.append(f"left/right disagreement {worst_asym * height * 100:.1f} cm")
     checks["height"] = height
-    return RigFit(joints, quality, checks, tuple(warnings))
+    fingers = _fit_fingers(verts, faces, joints)
+    return RigFit(joints, quality, checks, tuple(warnings), fingers)
+
+
+def _fit_fingers(verts: np.ndarray, faces: np.ndarray | None, joints: dict[str, np.ndarray]) -> str:
+    """Add both hands' finger chains to ``joints`` when both are resolved; return `RigFit.fingers`."""
+    if faces is None:
+        return "mitten: a point cloud has no surface to find fingers on"
+    floor = np.array([0.0, 0.0, verts[:, 2].min()])
+    hands = {s: fit_hand(verts - floor, faces, joints[f"{s}Hand"], joints[f"{s}Hand_tail"], s)
+             for s in ("left", "right")}
+    reasons = {s: h.reason.removeprefix("mitten: ") for s, h in hands.items() if not h.resolved}
+    if len(set(reasons.values())) == 1 and len(reasons) == 2:
+        return f"mitten: {reasons['left']} (both hands)"
+    if reasons:
+        return "mitten: " + "; ".join(f"{s} hand: {r}" for s, r in reasons.items())
+    for h in hands.values():
+        joints.update(h.joints)
+    return "resolved"
 
 
 # --------------------------------------------------------------------------------------------------

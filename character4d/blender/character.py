@@ -24,7 +24,7 @@ from character4d.assets import (  # noqa: F401
 )
 from character4d.autorig import AutoRigError, facing_turn, fit_skeleton
 from character4d.retarget import facing_rotation
-from character4d.skeleton import BODY_BONES, PARENTS, SkeletonMap
+from character4d.skeleton import BODY_BONES, FINGER_BONES, PARENTS, SkeletonMap
 
 @dataclass
 class Character:
@@ -383,13 +383,18 @@ def autorig(meshes, root, path: Path | None = None):
     bpy.context.scene.collection.objects.link(arm)
     bpy.context.view_layer.objects.active = arm
     bpy.ops.object.mode_set(mode="EDIT")
-    children = {b: [c for c in BODY_BONES if PARENTS.get(c) == b] for b in BODY_BONES}
+    bones = BODY_BONES + tuple(b for b in FINGER_BONES if b in joints)
+    children = {b: [c for c in bones if PARENTS.get(c) == b] for b in bones}
     edit = {}
-    for bone in BODY_BONES:
+    for bone in bones:
         eb = arm_data.edit_bones.new(bone)
         eb.head = tuple(joints[bone])
         kids = [c for c in children[bone] if c in joints and not c.endswith("Shoulder") and "UpperLeg" not in c]
-        if f"{bone}_tail" in joints:
+        if bone.endswith("Hand") and f"{bone[:-4]}MiddleProximal" in joints:
+            # With fingers, the hand bone ends at the middle knuckle: through the fingers it would take
+            # their weights from the finger bones.
+            tail = joints[f"{bone[:-4]}MiddleProximal"]
+        elif f"{bone}_tail" in joints:
             tail = joints[f"{bone}_tail"]
         elif kids:
             tail = joints[kids[0]]
@@ -414,7 +419,7 @@ def autorig(meshes, root, path: Path | None = None):
             except RuntimeError:
                 bpy.ops.object.parent_set(type="ARMATURE_NAME", keep_transform=True)
         _fill_missing_weights(mesh, arm)
-    mapping = SkeletonMap("autorig", {b: b for b in BODY_BONES}, ())
+    mapping = SkeletonMap("autorig", {b: b for b in bones}, ())
     return arm, mapping, fit
 
 
