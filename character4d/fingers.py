@@ -45,11 +45,12 @@ _MIN_ELONGATION = 1.3
 # fingers' median length (0.8-1.0 on human-male and human-sintel; a little finger set back from the
 # others leaves 0.1-0.15 earlier).
 _THUMB_SET_BACK = 0.3
-# Knuckle (proximal head) behind the webbing, as a fraction of the root-to-tip length: 0.18-0.42 on
-# the rigged characters of ../shared/assets whose fingers are resolved (human-male, human-sintel; the
-# ring and little fingers leave the palm further out than their knuckles); the mean.
-_KNUCKLE_BEHIND = 0.27
-# Thumb: its proximal head 0.04-0.12 of root-to-tip *beyond* the webbing (the thumb's web reaches
+# Knuckle (proximal head) behind the webbing, along the finger's axis, as a fraction of the
+# root-to-tip length: 0.15-0.36 on the rigged characters of ../shared/assets whose fingers are resolved
+# (human-male, human-sintel; the ring and little fingers leave the palm further out than their
+# knuckles); the mean.
+_KNUCKLE_BEHIND = 0.24
+# Thumb: its proximal head 0.04-0.11 of root-to-tip *beyond* the webbing (the thumb's web reaches
 # past its first joint); its metacarpal head 0.52-0.73 of the way from the wrist to that proximal head.
 _THUMB_PROXIMAL_BEHIND = -0.07
 _THUMB_METACARPAL = 0.62
@@ -112,15 +113,17 @@ def _hand_points(verts, faces, wrist, tip, spacing) -> np.ndarray:
     return pts[ids == ids[far]]
 
 
-def _palm_width_axis(rel: np.ndarray, along: np.ndarray, cell: float) -> np.ndarray:
-    """The direction across the palm: of the directions perpendicular to the hand's axis, the one in
-    whose plane with the axis the hand shows its largest silhouette (seen from the side, a flat hand
-    is a thin strip; seen from its normal, the palm and fingers).
+def _palm_width_axis(rel: np.ndarray, along: np.ndarray) -> np.ndarray:
+    """The direction across the palm, perpendicular to the hand's axis and to the palm's normal.
+
+    The normal is the direction (perpendicular to the axis) in which the hand is thinnest, measured
+    between the 10th and 90th percentiles so that a thumb sticking out of the palm's plane (a tenth of
+    the hand's surface) does not count. A silhouette seen at a slant would smear each finger's
+    thickness over the gaps beside it.
 
     Args:
         rel: [N, 3] hand points relative to the wrist.
         along: [3] unit hand axis.
-        cell: silhouette cell size.
 
     Returns:
         [3] unit vector perpendicular to ``along``.
@@ -128,14 +131,11 @@ def _palm_width_axis(rel: np.ndarray, along: np.ndarray, cell: float) -> np.ndar
     e1 = np.cross(along, [0.0, 0.0, 1.0]) if abs(along[2]) < 0.9 else np.cross(along, [1.0, 0.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(along, e1)
-    s = np.floor(rel @ along / cell).astype(np.int64)
-    best = None
-    for a in np.radians(np.arange(0.0, 180.0, 10.0)):
-        w = np.cos(a) * e1 + np.sin(a) * e2
-        cells = len(np.unique(s * 100003 + np.floor(rel @ w / cell).astype(np.int64)))
-        if best is None or cells > best[0]:
-            best = (cells, w)
-    return best[1]
+    a = np.radians(np.arange(0.0, 180.0, 2.5))
+    normals = np.cos(a)[:, None] * e1 + np.sin(a)[:, None] * e2  # [A, 3]
+    lo, hi = np.percentile(rel @ normals.T, [10, 90], axis=0)
+    normal = normals[int(np.argmin(hi - lo))]
+    return np.cross(normal, along)
 
 
 def fit_hand(verts: np.ndarray, faces: np.ndarray, wrist: np.ndarray, tip: np.ndarray, side: str) -> HandFit:
@@ -164,7 +164,7 @@ def fit_hand(verts: np.ndarray, faces: np.ndarray, wrist: np.ndarray, tip: np.nd
         return HandFit({}, f"mitten: the hand's surface gives only {len(pts)} samples", 0)
     along = (tip - wrist) / length
     rel = pts - wrist
-    width = _palm_width_axis(rel[::4], along, cell)
+    width = _palm_width_axis(rel[::4], along)
     uv = np.stack([rel @ along, rel @ width], axis=1)
     lo = uv.min(0) - 2 * cell
     ij = np.floor((uv - lo) / cell).astype(np.int64)
@@ -219,12 +219,21 @@ def _digit(pts, ij, comp, root2, u2, cell, lo, wrist, along, width) -> dict:
         if sel.any():
             line.append(p[sel].mean(0))
     line = np.array(line)
-    # The root on the medial line, extrapolated back to where the digit leaves the palm (t = 0).
-    root = line[0] - (line[1] - line[0]) * 0.5 if len(line) > 1 else line[0]
     end = p[t >= top - 1.5 * cell].mean(0)
-    line = np.vstack([root, line, end])
+    # The digit's axis: a straight line through its medial points beyond the first bin (which can hold
+    # a bit of the palm's corner that the opening rounded off). The root is on that axis, level with
+    # where the digit leaves the palm (t = 0).
+    body = line[1:] if len(line) > 2 else line
+    c = body.mean(0)
+    axis = end - c if len(body) < 2 else np.linalg.svd(body - c, full_matrices=False)[2][0]
+    axis = axis / max(np.linalg.norm(axis), 1e-12)
+    if axis @ (end - c) < 0:
+        axis = -axis
+    start = line[0] - (line[1] - line[0]) * 0.5 if len(line) > 1 else line[0]
+    root = c + ((start - c) @ axis) * axis
+    line = np.vstack([root, body, end])
     centre2 = (root2 + u2 * 0.5 * top / cell) * cell + lo
-    return {"line": line, "root": root, "tip": end, "root_along": float((root - wrist) @ along),
+    return {"line": line, "root": root, "tip": end, "axis": axis, "root_along": float((root - wrist) @ along),
             "across": float(centre2[1]), "length": float(np.linalg.norm(end - root))}
 
 
@@ -258,14 +267,12 @@ def _assign(digits: list[dict], wrist: np.ndarray, side: str) -> tuple[dict, str
         return {}, f"mitten: {len(digits)} digits beyond the palm (more than five)"
     out: dict[str, np.ndarray] = {}
     for name, g in zip(FINGER_ORDER, fingers):
-        u = g["tip"] - g["root"]
-        knuckle = g["root"] - _KNUCKLE_BEHIND * u
+        knuckle = g["root"] - _KNUCKLE_BEHIND * g["length"] * g["axis"]
         out[f"{side}{name}Proximal"] = knuckle
         out[f"{side}{name}Intermediate"] = _along_line(g["line"], knuckle, _INTERMEDIATE_AT)
         out[f"{side}{name}Distal"] = _along_line(g["line"], knuckle, _DISTAL_AT)
         out[f"{side}{name}Distal_tail"] = g["tip"]
-    u = thumb["tip"] - thumb["root"]
-    proximal = thumb["root"] - _THUMB_PROXIMAL_BEHIND * u
+    proximal = thumb["root"] - _THUMB_PROXIMAL_BEHIND * thumb["length"] * thumb["axis"]
     out[f"{side}ThumbMetacarpal"] = wrist + _THUMB_METACARPAL * (proximal - wrist)
     out[f"{side}ThumbProximal"] = proximal
     out[f"{side}ThumbDistal"] = _along_line(thumb["line"], proximal, _THUMB_DISTAL_AT)

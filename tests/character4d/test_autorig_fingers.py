@@ -1,0 +1,214 @@
+"""Finger chains of the auto-rigger (`character4d.fingers`).
+
+Without Blender: a box humanoid whose hand is a palm box with four finger boxes and a slanted thumb
+box, so each digit's root (where it leaves the palm) and tip (its far end's centre) are known by
+construction; the same hand with the fingers touching (one block), and the plain box hand, are
+mittens with the reason recorded.
+
+With Blender: the rigs of the rigged characters in ../shared/assets are stripped and the bare meshes
+auto-rigged; where the original rig has finger bones and the mesh separate fingers (human-male,
+human-sintel), the fitted A-pose finger joints and tips are compared with the original's; the others
+(human-zombie and human-kenney: a thumb and one block for the four fingers; human-bunny: fingers fused
+over most of their length, the thumb against the palm) get no finger bones and say why. A stripped
+human-male then renders end to end, with a motion that moves the fingers (CMU, finger channels) and
+one that has none (fingers stay at rest on the hand).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from character4d.autorig import fit_skeleton
+from character4d.fingers import _KNUCKLE_BEHIND, fit_hand
+from character4d.skeleton import FINGER_BONES, HAND_POINTS, JOINT_NAMES
+from tests.character4d.test_autorig import _box, _figure, _merge
+from tests.conftest import shared_assets
+
+# The left hand (the right one is its mirror image), facing -Y in a T-pose: a palm box from the wrist's
+# end (x 0.73) to the knuckle line (x 0.83), four fingers beyond it, and a thumb leaving the palm's front
+# edge (y = -0.045) near the wrist, slanting forward and out at 45 degrees.
+_PALM = ([0.73, -0.045, 1.365], [0.83, 0.045, 1.395])
+_FINGERS = {"Index": (-0.0345, 0.895), "Middle": (-0.0115, 0.905), "Ring": (0.0115, 0.9), "Little": (0.0345, 0.885)}
+_FINGER_HALF = 0.0085  # 1.7 cm wide: 0.6 cm gaps between them
+_THUMB_ROOT = np.array([0.765, -0.045, 1.38])
+_THUMB_DIR = np.array([1.0, -1.0, 0.0]) / np.sqrt(2)
+_THUMB_LEN = 0.06
+
+
+def _slanted_box(root, direction, length, half_w, half_h):
+    """A box from ``root`` along the horizontal ``direction``, 2 half_w wide and 2 half_h high."""
+    side = np.cross([0.0, 0.0, 1.0], direction)
+    corners = []
+    for i in range(8):
+        a = length if i & 1 else -0.01  # reaches 1 cm back into the palm
+        b = half_w if i & 2 else -half_w
+        c = half_h if i & 4 else -half_h
+        corners.append(root + a * direction + b * side + [0.0, 0.0, c])
+    v, f = _box([0, 0, 0], [1, 1, 1])
+    return np.array(corners), f
+
+
+def _hand(touching=False):
+    """The left hand's parts: palm, four fingers (touching: 2.3 cm wide, no gaps) and the thumb."""
+    parts = [_box(*_PALM)]
+    half = 0.0115 if touching else _FINGER_HALF
+    for y, x_end in _FINGERS.values():
+        parts.append(_box([0.82, y - half, 1.37], [x_end, y + half, 1.39]))
+    parts.append(_slanted_box(_THUMB_ROOT, _THUMB_DIR, _THUMB_LEN, 0.01, 0.01))
+    return parts
+
+
+def _figure_with_hands(touching=False):
+    body_v, body_f = _figure()
+    # Drop the box hands of `_figure` (all corners at |x| >= 0.73) and put the fingered hands there.
+    keep_face = ~(np.abs(body_v[body_f]).min(axis=1)[:, 0] > 0.725)
+    parts = [(body_v, body_f[keep_face])]
+    for v, f in _hand(touching):
+        parts.append((v, f))
+        parts.append((v * [-1, 1, 1], f[:, ::-1]))
+    return _merge(parts)
+
+
+def test_finger_roots_and_tips_come_from_the_geometry():
+    fit = fit_skeleton(*_figure_with_hands())
+    j = fit.joints
+    assert fit.fingers == "resolved"
+    assert json.loads(json.dumps(fit.to_json()))["fingers"] == "resolved"
+    assert set(FINGER_BONES) <= set(j)
+    for name, (y, x_end) in _FINGERS.items():
+        tip = j[f"left{name}Distal_tail"]
+        # The tip: on the finger's axis (y, z = 1.38), just inside its end (one silhouette cell).
+        assert tip == pytest.approx([x_end, y, 1.38], abs=0.006), name
+        # The root is where the finger leaves the palm (x 0.83; found one to three silhouette cells,
+        # 2-7 mm, beyond it: the opening's band); the knuckle sits behind it by the stated fraction of
+        # the finger's root-to-tip length, on the finger's axis.
+        expected = 0.83 - _KNUCKLE_BEHIND * (x_end - 0.83)
+        knuckle = j[f"left{name}Proximal"]
+        assert knuckle[0] == pytest.approx(expected, abs=0.012), name
+        assert knuckle[1:] == pytest.approx([y, 1.38], abs=0.004), name
+        # Inner joints in order along the finger.
+        xs = [j[f"left{name}{p}"][0] for p in ("Proximal", "Intermediate", "Distal")] + [tip[0]]
+        assert np.all(np.diff(xs) > 0.005), name
+    thumb_tip = _THUMB_ROOT + _THUMB_LEN * _THUMB_DIR
+    assert j["leftThumbDistal_tail"] == pytest.approx(thumb_tip, abs=0.008)
+    assert j["leftThumbProximal"][1] < -0.04  # on the thumb, in front of the palm
+    # The right hand is found on its own, as the left's mirror image.
+    for b in FINGER_BONES:
+        if b.startswith("left"):
+            np.testing.assert_allclose(j["right" + b[4:]], j[b] * [-1, 1, 1], atol=0.004)
+
+
+def test_mitten_hands_get_no_finger_bones_and_say_why():
+    # The box hand of `_figure`: one block beyond the wrist.
+    fit = fit_skeleton(*_figure())
+    assert fit.fingers.startswith("mitten: ") and "digit" in fit.fingers
+    assert not set(FINGER_BONES) & set(fit.joints)
+    assert fit.to_json()["fingers"] == fit.fingers
+    # Fingers touching side by side over their whole length: one block with a thumb.
+    fit = fit_skeleton(*_figure_with_hands(touching=True))
+    assert fit.fingers == "mitten: one digit beyond the palm (needs a thumb and at least three fingers) (both hands)"
+    assert not set(FINGER_BONES) & set(fit.joints)
+    # A point cloud has no surface to see the fingers' gaps on.
+    from character4d.autorig import _fit_fingers
+
+    v, _ = _figure_with_hands()
+    assert _fit_fingers(v, None, {}).startswith("mitten: a point cloud")
+
+
+def test_a_hand_with_no_length_is_a_mitten():
+    v, f = _box([0, 0, 0], [0.1, 0.1, 0.1])
+    assert fit_hand(v, f, np.zeros(3), np.zeros(3), "left").reason.startswith("mitten: ")
+
+
+# --------------------------------------------------------------------------------------------------
+# Rig stripping on the shared characters (Blender)
+
+# Characters whose original rigs have five-finger hands and whose meshes have separate fingers.
+RESOLVED = ("human-male", "human-sintel")
+# Mittens: zombie/kenney (rigs with a thumb and one "index" bone for the block of four fingers) and
+# bunny (fused fingers).
+MITTENS = ("human-zombie", "human-kenney", "human-bunny")
+# A-pose distance (metres) between the fitted and the original finger points (`HAND_POINTS`: 15 bone
+# heads and 5 tips per hand), median and worst, as measured (bpy 5.0.1, scripts/bench/autorig_accuracy.py):
+# human-male 0.020 / 0.023 (a middle fingertip), human-sintel 0.034 / 0.050 (a thumb's metacarpal head).
+# They include the wrist's own error (0.006 m and 0.04 m): the whole arm is turned into the A-pose
+# about the fitted shoulder. The knuckle and inner-joint ratios of `character4d.fingers` were measured
+# on these two rigs; the roots and tips are found from the meshes alone.
+FINGER_BOUNDS = {"human-male": (0.023, 0.026), "human-sintel": (0.037, 0.054)}
+
+
+@pytest.mark.blender
+def test_stripped_rigs_get_their_fingers_again():
+    pytest.importorskip("bpy")
+    from character4d.blender.rigcheck import measure
+
+    assets = shared_assets()
+    names = RESOLVED + MITTENS
+    result = measure([assets / "characters" / f"{n}.glb" for n in names])
+    for name in names:
+        entry = result[str(assets / "characters" / f"{name}.glb")]
+        assert "error" not in entry, f"{name}: {entry.get('error')}"
+        fingers = entry["autorig"]["fingers"]
+        fitted, ref = entry["fitted"], entry["reference"]
+        if name in MITTENS:
+            assert fingers.startswith("mitten: ") and "digit" in fingers, (name, fingers)
+            assert not set(HAND_POINTS) & set(fitted), name
+            continue
+        assert fingers == "resolved", (name, fingers)
+        assert set(HAND_POINTS) <= set(fitted) and set(HAND_POINTS) <= set(ref), name
+        err = {k: float(np.linalg.norm(np.subtract(fitted[k], ref[k]))) for k in HAND_POINTS}
+        median, worst = float(np.median(list(err.values()))), max(err.values())
+        lim = FINGER_BOUNDS[name]
+        assert median <= lim[0] and worst <= lim[1], f"{name}: median {median:.3f} m, worst {worst:.3f} m"
+
+
+_RENDER = r"""
+import json, sys
+import bpy
+from character4d.blender.character import reset_scene
+reset_scene()
+bpy.ops.import_scene.gltf(filepath=sys.argv[1])
+for o in bpy.data.objects:
+    if o.type == "ARMATURE":
+        o.data.pose_position = "REST"
+bpy.context.view_layer.update()
+bpy.ops.wm.obj_export(filepath=sys.argv[2], export_materials=False, apply_modifiers=True)
+"""
+
+
+@pytest.mark.blender
+def test_a_stripped_character_with_fingers_renders_with_and_without_finger_motion(default_data, tmp_path):
+    from character4d.config import RenderConfig
+    from character4d.format import open_samples
+    from character4d.pipeline import render
+
+    _, motions = default_data
+    assets = shared_assets()
+    bare = tmp_path / "male-bare.obj"
+    subprocess.run([sys.executable, "-c", _RENDER, str(assets / "characters" / "human-male.glb"), str(bare)],
+                   check=True, capture_output=True)
+    cfg = RenderConfig(resolution=32, num_frames=3, num_views=2, fps=5.0, samples=1)
+    cmu = assets / "motions" / "91_48.fbx"
+    summary = render([bare], [cmu, motions["walk"]], tmp_path / "out", cfg, progress=False)
+    assert not summary.failed, summary.failed
+    samples = {s.key: s for s in open_samples(tmp_path / "out" / "shards")}
+    assert set(samples) == {"male-bare__91_48", "male-bare__walk"}
+    hand = [JOINT_NAMES.index("leftHand")] + [JOINT_NAMES.index(n) for n in HAND_POINTS if n.startswith("left")]
+    shapes = {}
+    for key, s in samples.items():
+        rig = s.meta["skeleton"]
+        assert rig["character_rigged"] is False and rig["autorig"]["fingers"] == "resolved"
+        pts = np.asarray(s.joints, dtype=np.float64)[:, hand]  # [F, 21, 3]
+        assert np.isfinite(pts).all(), key
+        # The hand's shape: distances between the wrist and all finger points, per frame.
+        shapes[key] = np.linalg.norm(pts[:, :, None] - pts[:, None, :], axis=-1)
+    # The default walk has no finger channels: the fingers stay at rest on the hand (a rigid shape).
+    walk = shapes["male-bare__walk"]
+    assert np.abs(walk - walk[0]).max() < 1e-3
+    # The CMU take drives the fingers: the hand's shape differs from the walk's rest hand.
+    assert np.abs(shapes["male-bare__91_48"] - walk[0]).max() > 2e-3
