@@ -124,7 +124,8 @@ def timed_evaluate(cfg, stages: Stages, profile: Path | None = None):
     scoring = stages.seconds["scoring (all samples)"]
     inner = sum(v for k, v in stages.seconds.items() if k.startswith("  "))
     stages.seconds["  other (cell copies, clip assembly, loop)"] = max(scoring - inner, 0.0)
-    run = {"wall_s": wall, "user_s": u1 - u0, "sys_s": s1 - s0, "load_before": load_before, "load_after": load_average()}
+    run = {"wall_s": wall, "user_s": u1 - u0, "sys_s": s1 - s0, "load_before": load_before, "load_after": load_average(),
+           "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     return results, run
 
 
@@ -147,6 +148,7 @@ def print_table(stages: Stages, results, run: dict, title: str) -> None:
     print(f"| {'total (wall)':<44} | {run['wall_s']:8.2f} |")
     print(f"| {'CPU time of the process (user + sys)':<44} | {run['user_s'] + run['sys_s']:8.2f} |")
     print(f"| {'  of it sys':<44} | {run['sys_s']:8.2f} |")
+    print(f"\npeak resident memory of the process: {run['max_rss_mib']:.0f} MiB")
     timing = results.timing
     if timing.get("feature_clips"):
         print(f"\nI3D/Inception inputs per second inside the run: {timing['feature_clips_per_s']:.2f} "
