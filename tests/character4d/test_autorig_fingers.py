@@ -10,8 +10,9 @@ auto-rigged; where the original rig has finger bones and the mesh separate finge
 human-sintel), the fitted A-pose finger joints and tips are compared with the original's; the others
 (human-zombie and human-kenney: a thumb and one block for the four fingers; human-bunny: fingers fused
 over most of their length, the thumb against the palm) get no finger bones and say why. A stripped
-human-male then renders end to end, with a motion that moves the fingers (CMU, finger channels) and
-one that has none (fingers stay at rest on the hand).
+human-male then renders end to end with motions without finger channels (the default walk), with
+finger channels at rest (the CMU takes in ../shared/assets never move their fingers) and with curling
+fingers (a BVH written here).
 """
 
 from __future__ import annotations
@@ -181,6 +182,30 @@ bpy.ops.wm.obj_export(filepath=sys.argv[2], export_materials=False, apply_modifi
 """
 
 
+def _curling_fingers_bvh(path):
+    """A still T-pose on the template skeleton whose fingers curl by 0, 20 and 40 degrees a joint."""
+    from character4d.bvh import BvhSkeleton, write_bvh
+    from character4d.default_data import template_skeleton
+
+    names, parents, heads = template_skeleton(1.75, "T", fingers=True)
+    keep = [i for i, n in enumerate(names) if not n.endswith(("_End", "4"))]  # leaves become end sites
+    idx = {names[i]: k for k, i in enumerate(keep)}
+    par = tuple(idx[parents[i]] if parents[i] is not None else -1 for i in keep)
+    offsets = np.array([heads[i] - (heads[names.index(parents[i])] if parents[i] else 0) for i in keep])
+    ends = {}
+    for i, n in enumerate(names):
+        if n.endswith(("_End", "4")) and parents[i] in idx:
+            ends[idx[parents[i]]] = heads[i] - heads[names.index(parents[i])]
+    skeleton = BvhSkeleton(tuple(names[i] for i in keep), par, offsets, ends)
+    rot = np.tile(np.eye(3), (3, len(keep), 1, 1))
+    for k, i in enumerate(keep):
+        if "Hand" in names[i] and names[i][-1].isdigit():
+            for t, deg in enumerate((0.0, 20.0, 40.0)):
+                a = np.radians(deg)
+                rot[t, k] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    return write_bvh(path, skeleton, rot, np.tile(heads[0], (3, 1)), fps=5.0)
+
+
 @pytest.mark.blender
 def test_a_stripped_character_with_fingers_renders_with_and_without_finger_motion(default_data, tmp_path):
     from character4d.config import RenderConfig
@@ -192,12 +217,14 @@ def test_a_stripped_character_with_fingers_renders_with_and_without_finger_motio
     bare = tmp_path / "male-bare.obj"
     subprocess.run([sys.executable, "-c", _RENDER, str(assets / "characters" / "human-male.glb"), str(bare)],
                    check=True, capture_output=True)
-    cfg = RenderConfig(resolution=32, num_frames=3, num_views=2, fps=5.0, samples=1)
+    # start 0: the curling clip is still but for its fingers (no motion for --start auto to look for).
+    cfg = RenderConfig(resolution=32, num_frames=3, num_views=2, fps=5.0, samples=1, start=0.0)
     cmu = assets / "motions" / "91_48.fbx"
-    summary = render([bare], [cmu, motions["walk"]], tmp_path / "out", cfg, progress=False)
+    curl = _curling_fingers_bvh(tmp_path / "curl.bvh")
+    summary = render([bare], [cmu, motions["walk"], curl], tmp_path / "out", cfg, progress=False)
     assert not summary.failed, summary.failed
     samples = {s.key: s for s in open_samples(tmp_path / "out" / "shards")}
-    assert set(samples) == {"male-bare__91_48", "male-bare__walk"}
+    assert set(samples) == {"male-bare__91_48", "male-bare__walk", "male-bare__curl"}
     hand = [JOINT_NAMES.index("leftHand")] + [JOINT_NAMES.index(n) for n in HAND_POINTS if n.startswith("left")]
     shapes = {}
     for key, s in samples.items():
@@ -210,5 +237,11 @@ def test_a_stripped_character_with_fingers_renders_with_and_without_finger_motio
     # The default walk has no finger channels: the fingers stay at rest on the hand (a rigid shape).
     walk = shapes["male-bare__walk"]
     assert np.abs(walk - walk[0]).max() < 1e-3
-    # The CMU take drives the fingers: the hand's shape differs from the walk's rest hand.
-    assert np.abs(shapes["male-bare__91_48"] - walk[0]).max() > 2e-3
+    # The CMU take has finger channels that stay at their rest rotation: the hand keeps its rest shape.
+    assert np.abs(shapes["male-bare__91_48"] - walk[0]).max() < 1e-3
+    # Curling fingers are carried over: frame 0 is the rest hand, then the fingertips close on the palm.
+    curl = shapes["male-bare__curl"]
+    assert np.abs(curl[0] - walk[0]).max() < 1e-3
+    wrist_to_tip = [1 + HAND_POINTS.index(f"left{f}Tip") for f in ("Index", "Middle", "Ring", "Little")]
+    d = curl[:, 0, wrist_to_tip]  # [F, 4] wrist-to-fingertip distances
+    assert np.all(d[2] < d[1] - 0.003) and np.all(d[1] < d[0] - 0.003), d
