@@ -9,7 +9,9 @@ Both are put in the canonical A-pose and their joints are compared over
     python scripts/bench/autorig_accuracy.py --check                 # ... and the procedural check characters
     python scripts/bench/autorig_accuracy.py a.glb b.fbx --json out.json
 
-The goal (issue 11): median <= 3 cm and worst <= 6 cm for every character.
+The goal (issue 11): median <= 3 cm and worst <= 6 cm for every character. A second table gives the
+fingers: whether they were resolved (or the mitten reason) and, where both rigs have them, the A-pose
+error over the finger points (`character4d.skeleton.HAND_POINTS`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from character4d.blender.rigcheck import CHECK_CHARACTERS, build_check_characters, errors, measure
+from character4d.skeleton import HAND_POINTS
 
 ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
 RIGGED = ("human-male", "human-zombie", "human-kenney", "human-sintel", "human-bunny")
@@ -56,6 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.stem:16s} {np.median(vals) * 100:9.1f} {vals.max() * 100:8.1f}  {worst:16s} {q:.2f}  {goal}")
         table[path.stem] = {"median_m": float(np.median(vals)), "worst_m": float(vals.max()), "worst_joint": worst,
                             "quality": q, "errors_m": e}
+    print()
+    print(f"{'character':16s} {'median cm':>9s} {'worst cm':>8s}  worst point      fingers")
+    for path in paths:
+        entry = result[str(path)]
+        if "error" in entry:
+            continue
+        ref, fit = entry["reference"], entry["fitted"]
+        e = {k: float(np.linalg.norm(np.subtract(fit[k], ref[k]))) for k in HAND_POINTS if k in fit and k in ref}
+        fingers = (entry["autorig"] or {}).get("fingers", "-")
+        if e:
+            worst = max(e, key=e.get)
+            print(f"{path.stem:16s} {np.median(list(e.values())) * 100:9.1f} {e[worst] * 100:8.1f}  {worst:16s} {fingers}")
+        else:
+            print(f"{path.stem:16s} {'-':>9s} {'-':>8s}  {'-':16s} {fingers}")
+        table[path.stem]["fingers"] = fingers
+        table[path.stem]["finger_errors_m"] = e
     if a.json:
         a.json.write_text(json.dumps(table, indent=1))
     return 0
