@@ -54,7 +54,7 @@ class SampleMeta:
         source_duration: length of the source motion, seconds.
         skeleton: the skeleton mappings used (``{"character": SkeletonMap.to_json(), "motion": ...,
             "character_rigged": bool, "autorig": None or {"quality": float in [0, 1], "checks": {...},
-            "warnings": [...]}}``).
+            "warnings": [...], "fingers": "resolved" or "mitten: <reason>"}}``).
         character_height: the character's height after normalisation, metres.
         character_scale: the scale applied to the character file.
         start: how the clip's start was chosen: ``{"requested": "auto" or seconds, "chosen_s": float,
