@@ -204,14 +204,33 @@ def frechet_distance_batched(
         top = eig.amax(dim=-1, keepdim=True).clamp(min=0)
         return torch.where(eig > top * d * torch.finfo(eig.dtype).eps, eig, torch.zeros_like(eig))
 
-    w, v = torch.linalg.eigh(cov_a)
-    root_a = (v * drop_round_off(w).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
-    m = root_a @ cov_b @ root_a
-    eig = torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2)
-    trace_sqrt = drop_round_off(eig).sqrt().sum(dim=-1)
+    if cov_a.device.type == "cpu":
+        # numpy's LAPACK: torch's batched CPU eigh is about 9x slower at these sizes (400 x 400 float64 on
+        # 2 cores: 134 ms against 15.5 ms each; eigvalsh 69 against 6.4 ms), as for the SVDs of _nuclear_norms.
+        trace_sqrt = torch.from_numpy(_trace_sqrt_batched_numpy(cov_a.detach().numpy(), cov_b.detach().numpy()))
+    else:
+        w, v = torch.linalg.eigh(cov_a)
+        root_a = (v * drop_round_off(w).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
+        m = root_a @ cov_b @ root_a
+        eig = torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2)
+        trace_sqrt = drop_round_off(eig).sqrt().sum(dim=-1)
     diff = mu_a - mu_b
     traces = cov_a.diagonal(dim1=-2, dim2=-1).sum(-1) + cov_b.diagonal(dim1=-2, dim2=-1).sum(-1)
     return (diff * diff).sum(-1) + traces - 2 * trace_sqrt
+
+
+def _trace_sqrt_batched_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
+    """:func:`trace_sqrt_product` of each pair of a ``[B, D, D]`` batch (numpy, batched LAPACK calls)."""
+
+    def drop_round_off(eig: np.ndarray) -> np.ndarray:  # as _drop_round_off, per batch item
+        top = np.clip(eig.max(axis=-1, keepdims=True), 0.0, None)
+        return np.where(eig > top * eig.shape[-1] * np.finfo(np.float64).eps, eig, 0.0)
+
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(drop_round_off(w))[..., None, :]) @ v.swapaxes(-1, -2)
+    m = root_a @ cov_b @ root_a
+    eig = np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2)
+    return np.sqrt(drop_round_off(eig)).sum(axis=-1)
 
 
 def _weighted_centred(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
