@@ -10,7 +10,7 @@ auto-rigged; where the original rig has finger bones and the mesh separate finge
 human-sintel), the fitted A-pose finger joints and tips are compared with the original's; the others
 (human-zombie and human-kenney: a thumb and one block for the four fingers; human-bunny: fingers fused
 over most of their length, the thumb against the palm) get no finger bones and say why. A stripped
-human-male then renders end to end with motions without finger channels (the default walk), with
+human-male's fingertips are skinned to their own fingers, and it renders end to end with motions without finger channels (the default walk), with
 finger channels at rest (the CMU takes in ../shared/assets never move their fingers) and with curling
 fingers (a BVH written here).
 """
@@ -168,7 +168,54 @@ def test_stripped_rigs_get_their_fingers_again():
         assert median <= lim[0] and worst <= lim[1], f"{name}: median {median:.3f} m, worst {worst:.3f} m"
 
 
-_RENDER = r"""
+_SKIN = r"""
+import json, sys
+import bpy
+import numpy as np
+from character4d.blender.character import load_character, reset_scene
+from character4d.skeleton import FINGER_BONES
+src, bare = sys.argv[1], sys.argv[2]
+reset_scene()
+bpy.ops.import_scene.gltf(filepath=src)
+for o in bpy.data.objects:
+    if o.type == "ARMATURE":
+        o.data.pose_position = "REST"
+bpy.context.view_layer.update()
+bpy.ops.wm.obj_export(filepath=bare, export_materials=False, apply_modifiers=True)
+reset_scene()
+ch = load_character(bare)
+aw = np.array(ch.armature.matrix_world)
+tips = {b[:-len("Distal")]: aw[:3, :3] @ np.array(ch.armature.data.bones[b].tail_local) + aw[:3, 3]
+        for b in FINGER_BONES if b.endswith("Distal") and b in ch.armature.data.bones}
+near = own = 0
+for mesh in ch.meshes:
+    mw = np.array(mesh.matrix_world)
+    names = {g.index: g.name for g in mesh.vertex_groups}
+    for v in mesh.data.vertices:
+        p = mw[:3, :3] @ np.array(v.co) + mw[:3, 3]
+        for finger, tip in tips.items():
+            if np.linalg.norm(p - tip) < 0.012:
+                near += 1
+                best = max(v.groups, key=lambda g: g.weight, default=None)
+                own += best is not None and names[best.group].startswith(finger)
+print("RESULT " + json.dumps({"fingers": ch.autorig["fingers"], "tips": len(tips), "near": near, "own": own}))
+"""
+
+
+@pytest.mark.blender
+def test_fingertips_are_skinned_to_their_own_finger(tmp_path):
+    """Blender's automatic weights (or the distance fallback) give each fingertip to its own finger."""
+    pytest.importorskip("bpy")
+    src = shared_assets() / "characters" / "human-male.glb"
+    proc = subprocess.run([sys.executable, "-c", _SKIN, str(src), str(tmp_path / "male-bare.obj")],
+                          capture_output=True, text=True, check=True)
+    res = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+    assert res["fingers"] == "resolved" and res["tips"] == 10
+    # Every vertex within 1.2 cm of a fitted fingertip (154 on human-male) weighs most on that finger.
+    assert res["near"] >= 100 and res["own"] == res["near"], res
+
+
+_STRIP = r"""
 import json, sys
 import bpy
 from character4d.blender.character import reset_scene
@@ -215,7 +262,7 @@ def test_a_stripped_character_with_fingers_renders_with_and_without_finger_motio
     _, motions = default_data
     assets = shared_assets()
     bare = tmp_path / "male-bare.obj"
-    subprocess.run([sys.executable, "-c", _RENDER, str(assets / "characters" / "human-male.glb"), str(bare)],
+    subprocess.run([sys.executable, "-c", _STRIP, str(assets / "characters" / "human-male.glb"), str(bare)],
                    check=True, capture_output=True)
     # start 0: the curling clip is still but for its fingers (no motion for --start auto to look for).
     cfg = RenderConfig(resolution=32, num_frames=3, num_views=2, fps=5.0, samples=1, start=0.0)
