@@ -41,6 +41,10 @@ _OPEN_OF_PALM = 0.55
 # thumb lying along the palm's side is the least elongated digit: 1.5 times on human-sintel.)
 _MIN_DIGIT_LENGTH = 0.15
 _MIN_ELONGATION = 1.3
+# A digit's far end lies at least this fraction of the hand's length beyond the wrist: nearer bits are
+# the corners of the wrist's cut or a cuff. (A thumb reaches 0.47-0.64 on the rigged characters, 0.3
+# when the wrist is found 4 cm too far out, as on an A-pose box figure.)
+_MIN_TIP_ALONG = 0.2
 # The thumb leaves the palm nearer the wrist than any finger, by at least this fraction of the
 # fingers' median length (0.8-1.0 on human-male and human-sintel; a little finger set back from the
 # others leaves 0.1-0.15 earlier).
@@ -198,7 +202,7 @@ def fit_hand(verts: np.ndarray, faces: np.ndarray, wrist: np.ndarray, tip: np.nd
         across = float(np.ptp(px @ np.array([-u2[1], u2[0]]))) * cell + cell
         if span < _MIN_DIGIT_LENGTH * length or span < _MIN_ELONGATION * across:
             continue
-        if far[0] * cell + lo[0] < 0.35 * length:  # a stub by the wrist (a sleeve's cuff, the cut)
+        if far[0] * cell + lo[0] < _MIN_TIP_ALONG * length:  # a stub by the wrist (a cuff, the cut)
             continue
         digits.append(_digit(pts, ij, comp, root2, u2, cell, lo, wrist, along, width))
     fit = _assign(digits, wrist, side)

@@ -1,8 +1,8 @@
 """Finger chains of the auto-rigger (`character4d.fingers`).
 
-Without Blender: a box humanoid whose hand is a palm box with four finger boxes and a slanted thumb
-box, so each digit's root (where it leaves the palm) and tip (its far end's centre) are known by
-construction; the same hand with the fingers touching (one block), and the plain box hand, are
+Without Blender: a box humanoid (T- and A-pose) whose hand is a palm box with four finger boxes and a
+slanted thumb box, so each digit's root (where it leaves the palm) and tip (its far end's centre) are
+known by construction; the same hand with the fingers touching (one block), and the plain box hand, are
 mittens with the reason recorded.
 
 With Blender: the rigs of the rigged characters in ../shared/assets are stripped and the bare meshes
@@ -27,7 +27,7 @@ import pytest
 from character4d.autorig import fit_skeleton
 from character4d.fingers import _KNUCKLE_BEHIND, fit_hand
 from character4d.skeleton import FINGER_BONES, HAND_POINTS, JOINT_NAMES
-from tests.character4d.test_autorig import _box, _figure, _merge
+from tests.character4d.test_autorig import SHOULDER, _box, _figure, _merge, _rotate_about_y
 from tests.conftest import shared_assets
 
 # The left hand (the right one is its mirror image), facing -Y in a T-pose: a palm box from the wrist's
@@ -50,7 +50,7 @@ def _slanted_box(root, direction, length, half_w, half_h):
         b = half_w if i & 2 else -half_w
         c = half_h if i & 4 else -half_h
         corners.append(root + a * direction + b * side + [0.0, 0.0, c])
-    v, f = _box([0, 0, 0], [1, 1, 1])
+    _, f = _box([0, 0, 0], [1, 1, 1])
     return np.array(corners), f
 
 
@@ -64,39 +64,48 @@ def _hand(touching=False):
     return parts
 
 
-def _figure_with_hands(touching=False):
-    body_v, body_f = _figure()
-    # Drop the box hands of `_figure` (all corners at |x| >= 0.73) and put the fingered hands there.
-    keep_face = ~(np.abs(body_v[body_f]).min(axis=1)[:, 0] > 0.725)
-    parts = [(body_v, body_f[keep_face])]
+def _figure_with_hands(touching=False, arm_drop_deg=0.0):
+    """`_figure` with these hands in place of its box hands, arms lowered by ``arm_drop_deg``."""
+    body_v, body_f = _figure(arm_drop_deg=arm_drop_deg)
+    # Drop the box hands of `_figure` (every corner further than 0.555 m from the shoulder corner; the
+    # wrist box reaches 0.57 m, the hand starts at 0.564 m) and put the fingered hands there.
+    far = (np.linalg.norm(np.abs(body_v) - SHOULDER, axis=1) > 0.555) & (np.abs(body_v[:, 0]) > 0.4)
+    far &= body_v[:, 2] > 0.6
+    parts = [(body_v, body_f[~far[body_f].all(axis=1)])]
     for v, f in _hand(touching):
+        v = _rotate_about_y(v, SHOULDER, arm_drop_deg)
         parts.append((v, f))
         parts.append((v * [-1, 1, 1], f[:, ::-1]))
     return _merge(parts)
 
 
-def test_finger_roots_and_tips_come_from_the_geometry():
-    fit = fit_skeleton(*_figure_with_hands())
+@pytest.mark.parametrize("drop", [0.0, 40.0])
+def test_finger_roots_and_tips_come_from_the_geometry(drop):
+    fit = fit_skeleton(*_figure_with_hands(arm_drop_deg=drop))
     j = fit.joints
     assert fit.fingers == "resolved"
     assert json.loads(json.dumps(fit.to_json()))["fingers"] == "resolved"
     assert set(FINGER_BONES) <= set(j)
+
+    def posed(p):  # a point of the T-pose hand where it is in this figure
+        return _rotate_about_y(np.asarray(p, float)[None], SHOULDER, drop)[0]
+
+    out = posed([1.0, 0.0, 1.38]) - posed([0.0, 0.0, 1.38])  # along the fingers
     for name, (y, x_end) in _FINGERS.items():
         tip = j[f"left{name}Distal_tail"]
         # The tip: on the finger's axis (y, z = 1.38), just inside its end (one silhouette cell).
-        assert tip == pytest.approx([x_end, y, 1.38], abs=0.006), name
+        assert np.linalg.norm(tip - posed([x_end, y, 1.38])) < 0.006, name
         # The root is where the finger leaves the palm (x 0.83; found one to three silhouette cells,
         # 2-7 mm, beyond it: the opening's band); the knuckle sits behind it by the stated fraction of
         # the finger's root-to-tip length, on the finger's axis.
-        expected = 0.83 - _KNUCKLE_BEHIND * (x_end - 0.83)
-        knuckle = j[f"left{name}Proximal"]
-        assert knuckle[0] == pytest.approx(expected, abs=0.012), name
-        assert knuckle[1:] == pytest.approx([y, 1.38], abs=0.004), name
+        expected = posed([0.83 - _KNUCKLE_BEHIND * (x_end - 0.83), y, 1.38])
+        off = j[f"left{name}Proximal"] - expected
+        assert abs(off @ out) < 0.012 and np.linalg.norm(off - (off @ out) * out) < 0.004, (name, off)
         # Inner joints in order along the finger.
-        xs = [j[f"left{name}{p}"][0] for p in ("Proximal", "Intermediate", "Distal")] + [tip[0]]
+        xs = [j[f"left{name}{p}"] @ out for p in ("Proximal", "Intermediate", "Distal")] + [tip @ out]
         assert np.all(np.diff(xs) > 0.005), name
-    thumb_tip = _THUMB_ROOT + _THUMB_LEN * _THUMB_DIR
-    assert j["leftThumbDistal_tail"] == pytest.approx(thumb_tip, abs=0.008)
+    thumb_tip = posed(_THUMB_ROOT + _THUMB_LEN * _THUMB_DIR)
+    assert np.linalg.norm(j["leftThumbDistal_tail"] - thumb_tip) < 0.01
     assert j["leftThumbProximal"][1] < -0.04  # on the thumb, in front of the palm
     # The right hand is found on its own, as the left's mirror image.
     for b in FINGER_BONES:
