@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import struct
 import subprocess
 import sys
 import uuid
@@ -401,6 +402,42 @@ def read_license(path: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def canonical_triangle_order(path: str | Path) -> None:
+    """Rewrite a GLB's triangle index buffers in one canonical order, in place.
+
+    Blender's glTF exporter writes the same triangles of a mesh in an order that changes from run to run, so
+    two builds of one character differed in bytes (and so in the SHA-256 that every sample's meta.json
+    records). Each triangle is rotated to start at its smallest index (its winding kept) and the triangles
+    of each primitive are sorted; the geometry is unchanged.
+
+    Raises:
+        ValueError: if the file is not a binary glTF with a JSON chunk followed by a BIN chunk.
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    json_len, json_type = struct.unpack_from("<I4s", data, 12) if len(data) >= 20 else (0, b"")
+    if data[:4] != b"glTF" or json_type != b"JSON":
+        raise ValueError(f"{path}: not a binary glTF (GLB) file")
+    doc = json.loads(bytes(data[20:20 + json_len]))
+    bin_start = 20 + json_len + 8
+    if len(data) < bin_start or bytes(data[bin_start - 4:bin_start]) != b"BIN\0":
+        raise ValueError(f"{path}: no BIN chunk after the JSON chunk")
+    dtypes = {5121: np.uint8, 5123: np.uint16, 5125: np.uint32}
+    for mesh in doc.get("meshes", []):
+        for prim in mesh.get("primitives", []):
+            if prim.get("mode", 4) != 4 or "indices" not in prim:
+                continue  # only triangle lists are reordered
+            acc = doc["accessors"][prim["indices"]]
+            dtype = np.dtype(dtypes[acc["componentType"]])
+            start = bin_start + doc["bufferViews"][acc["bufferView"]].get("byteOffset", 0) + acc.get("byteOffset", 0)
+            size = acc["count"] * dtype.itemsize
+            tris = np.frombuffer(bytes(data[start:start + size]), dtype).reshape(-1, 3)
+            rows = np.arange(len(tris))[:, None]
+            rolled = tris[rows, (tris.argmin(axis=1)[:, None] + np.arange(3)) % 3]  # winding kept
+            data[start:start + size] = rolled[np.lexsort(rolled.T[::-1])].tobytes()
+    path.write_bytes(bytes(data))
+
+
 def ensure_default_characters(home: str | Path | None = None) -> list[Path]:
     """Generate (once, in Blender) and return the default GLB characters.
 
@@ -423,12 +460,26 @@ def ensure_default_characters(home: str | Path | None = None) -> list[Path]:
     for spec in missing:
         path = out / f"{spec.name}.glb"
         tmp = unique_temp(path)
-        proc = subprocess.run([sys.executable, "-m", "character4d.blender.worker", "build-character",
-                               json.dumps(spec.to_json()), str(tmp)], capture_output=True, text=True)
-        if proc.returncode != 0 or not tmp.exists():
-            tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"building the default character {spec.name!r} failed:\n"
-                               f"{(proc.stderr or proc.stdout)[-2000:]}")
+        build_character(spec, tmp)
         write_license(path, spec.license, spec.attribution)
         os.replace(tmp, path)
     return sorted(out / f"{s.name}.glb" for s in CHARACTERS)
+
+
+def build_character(spec: CharacterSpec, path: str | Path) -> Path:
+    """Build one procedural character into ``path`` (a GLB) in a Blender subprocess; the same bytes every time.
+
+    Raises:
+        RuntimeError: when the Blender build fails (with the end of its output).
+    """
+    path = Path(path)
+    # A fixed hash seed: the build's set iterations (and so the order normals are summed in) repeat.
+    proc = subprocess.run([sys.executable, "-m", "character4d.blender.worker", "build-character",
+                           json.dumps(spec.to_json()), str(path)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONHASHSEED="0"))
+    if proc.returncode != 0 or not path.exists():
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"building the default character {spec.name!r} failed:\n"
+                           f"{(proc.stderr or proc.stdout)[-2000:]}")
+    canonical_triangle_order(path)
+    return path
