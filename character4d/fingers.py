@@ -55,9 +55,10 @@ _THUMB_SET_BACK = 0.3
 # knuckles); the mean.
 _KNUCKLE_BEHIND = 0.24
 # Thumb: its proximal head 0.04-0.11 of root-to-tip *beyond* the webbing (the thumb's web reaches
-# past its first joint); its metacarpal head 0.52-0.73 of the way from the wrist to that proximal head.
+# past its first joint); its metacarpal head on the thumb's axis carried back into the palm, 0.43-0.56
+# of root-to-tip behind the proximal head (and within 1 cm of that axis). Means.
 _THUMB_PROXIMAL_BEHIND = -0.07
-_THUMB_METACARPAL = 0.62
+_THUMB_METACARPAL_BEHIND = 0.5
 # Inner joints as fractions of the medial line from the knuckle to the tip: intermediate 0.30-0.43,
 # distal 0.69-0.79 (fingers); the thumb's distal head 0.57-0.60 from its proximal head. Means.
 _INTERMEDIATE_AT = 0.38
@@ -204,12 +205,12 @@ def fit_hand(verts: np.ndarray, faces: np.ndarray, wrist: np.ndarray, tip: np.nd
             continue
         if far[0] * cell + lo[0] < _MIN_TIP_ALONG * length:  # a stub by the wrist (a cuff, the cut)
             continue
-        digits.append(_digit(pts, ij, comp, root2, u2, cell, lo, wrist, along, width))
-    fit = _assign(digits, wrist, side)
+        digits.append(_digit(pts, ij, comp, root2, u2, cell, lo, wrist, along))
+    fit = _assign(digits, side)
     return HandFit(fit[0], fit[1], len(digits))
 
 
-def _digit(pts, ij, comp, root2, u2, cell, lo, wrist, along, width) -> dict:
+def _digit(pts, ij, comp, root2, u2, cell, lo, wrist, along) -> dict:
     """Medial line of one digit: centres of its surface samples in bins from its root to its tip."""
     mine = comp[ij[:, 0], ij[:, 1]]
     p = pts[mine]
@@ -252,7 +253,7 @@ def _along_line(line: np.ndarray, start: np.ndarray, f: float) -> np.ndarray:
     return pts[i] + w * (pts[i + 1] - pts[i])
 
 
-def _assign(digits: list[dict], wrist: np.ndarray, side: str) -> tuple[dict, str]:
+def _assign(digits: list[dict], side: str) -> tuple[dict, str]:
     """Name the digits (thumb, then fingers across the palm) and place their joints."""
     if len(digits) < 4:
         what = {0: "no separate digits", 1: "one digit"}.get(len(digits), f"{len(digits)} digits")
@@ -277,7 +278,7 @@ def _assign(digits: list[dict], wrist: np.ndarray, side: str) -> tuple[dict, str
         out[f"{side}{name}Distal"] = _along_line(g["line"], knuckle, _DISTAL_AT)
         out[f"{side}{name}Distal_tail"] = g["tip"]
     proximal = thumb["root"] - _THUMB_PROXIMAL_BEHIND * thumb["length"] * thumb["axis"]
-    out[f"{side}ThumbMetacarpal"] = wrist + _THUMB_METACARPAL * (proximal - wrist)
+    out[f"{side}ThumbMetacarpal"] = proximal - _THUMB_METACARPAL_BEHIND * thumb["length"] * thumb["axis"]
     out[f"{side}ThumbProximal"] = proximal
     out[f"{side}ThumbDistal"] = _along_line(thumb["line"], proximal, _THUMB_DISTAL_AT)
     out[f"{side}ThumbDistal_tail"] = thumb["tip"]

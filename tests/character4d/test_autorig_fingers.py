@@ -145,11 +145,11 @@ RESOLVED = ("human-male", "human-sintel")
 MITTENS = ("human-zombie", "human-kenney", "human-bunny")
 # A-pose distance (metres) between the fitted and the original finger points (`HAND_POINTS`: 15 bone
 # heads and 5 tips per hand), median and worst, as measured (bpy 5.0.1, scripts/bench/autorig_accuracy.py):
-# human-male 0.020 / 0.023 (a middle fingertip), human-sintel 0.034 / 0.050 (a thumb's metacarpal head).
+# human-male 0.020 / 0.023 (a middle fingertip), human-sintel 0.034 / 0.044 (a thumb's distal head).
 # They include the wrist's own error (0.006 m and 0.04 m): the whole arm is turned into the A-pose
 # about the fitted shoulder. The knuckle and inner-joint ratios of `character4d.fingers` were measured
 # on these two rigs; the roots and tips are found from the meshes alone.
-FINGER_BOUNDS = {"human-male": (0.023, 0.026), "human-sintel": (0.037, 0.054)}
+FINGER_BOUNDS = {"human-male": (0.023, 0.026), "human-sintel": (0.037, 0.048)}
 
 
 @pytest.mark.blender
