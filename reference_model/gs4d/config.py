@@ -320,6 +320,7 @@ def _research() -> Gs4dConfig:
         window_steps=3000,
         final_steps=20000,
         views_per_step=1,
+        frames_per_step=1,
         lambda_ssim=0.0,
         lambda_alpha=0.0,
         mlp_depth=0,

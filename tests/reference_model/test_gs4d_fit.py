@@ -93,6 +93,7 @@ def test_research_preset_keeps_the_released_learning_rates():
     assert (r.lr_deformation, r.lr_deformation_final, r.lr_grid, r.lr_grid_final) == (1.6e-4, 1.6e-6, 1.6e-3, 1.6e-5)
     assert (r.lr_means, r.lr_opacities, r.lr_scales, r.lr_quats, r.lr_sh0) == (1.6e-4, 5e-2, 5e-3, 1e-3, 2.5e-3)
     assert (r.densify_from, r.densify_until, r.opacity_reset_every, r.views_per_step) == (500, 15000, 3000, 1)
+    assert r.frames_per_step == 1  # one image a step
 
 
 def test_frames_per_step_shares_the_views_between_distinct_frames(gs4d_sample):
