@@ -356,8 +356,9 @@ def mesh_triangles_world(meshes) -> tuple[np.ndarray, np.ndarray]:
 def autorig(meshes, root, path: Path | None = None):
     """Fit the canonical skeleton to unrigged meshes and skin them with Blender's automatic weights.
 
-    The joints come from `character4d.autorig.fit_skeleton`; the character is then moved so that the
-    fitted hips stand on the Z axis, as a rigged character's are. Falls back to distance-based weights
+    The joints come from `character4d.autorig.fit_skeleton` (with finger chains where both hands show
+    separate fingers, `RigFit.fingers`); the character is then moved so that the fitted hips stand on
+    the Z axis, as a rigged character's are. Falls back to distance-based weights
     for vertices the heat solver leaves unweighted (it fails on disconnected or non-manifold parts,
     which game meshes often have).
 
