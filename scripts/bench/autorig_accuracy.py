@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         fingers = (entry["autorig"] or {}).get("fingers", "-")
         if e:
             worst = max(e, key=e.get)
-            print(f"{path.stem:16s} {np.median(list(e.values())) * 100:9.1f} {e[worst] * 100:8.1f}  {worst:16s} {fingers}")
+            median = float(np.median(list(e.values())))
+            print(f"{path.stem:16s} {median * 100:9.1f} {e[worst] * 100:8.1f}  {worst:16s} {fingers}")
         else:
             print(f"{path.stem:16s} {'-':>9s} {'-':>8s}  {'-':16s} {fingers}")
         table[path.stem]["fingers"] = fingers

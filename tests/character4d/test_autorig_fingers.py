@@ -10,9 +10,9 @@ auto-rigged; where the original rig has finger bones and the mesh separate finge
 human-sintel), the fitted A-pose finger joints and tips are compared with the original's; the others
 (human-zombie and human-kenney: a thumb and one block for the four fingers; human-bunny: fingers fused
 over most of their length, the thumb against the palm) get no finger bones and say why. A stripped
-human-male's fingertips are skinned to their own fingers, and it renders end to end with motions without finger channels (the default walk), with
-finger channels at rest (the CMU takes in ../shared/assets never move their fingers) and with curling
-fingers (a BVH written here).
+human-male's fingertips are skinned to their own fingers, and it renders end to end with motions
+without finger channels (the default walk), with finger channels at rest (the CMU takes in
+../shared/assets never move their fingers) and with curling fingers (a BVH written here).
 """
 
 from __future__ import annotations
