@@ -119,3 +119,68 @@ def errors(entry: dict) -> dict[str, float]:
     ref = {k: np.array(v) for k, v in entry["reference"].items()}
     fit = {k: np.array(v) for k, v in entry["fitted"].items()}
     return joint_errors(fit, ref)
+
+
+_REST_CHILD = r"""
+import json, sys
+import bpy
+import numpy as np
+from character4d.blender.character import load_character, mesh_triangles_world, reset_scene
+for i, src in enumerate(json.loads(sys.argv[1])):
+    reset_scene()
+    ch = load_character(src)
+    ch.armature.data.pose_position = "REST"
+    bpy.context.view_layer.update()
+    verts, faces = mesh_triangles_world(ch.meshes)
+    aw = np.array(ch.armature.matrix_world)
+    names = list(ch.mapping.bones)
+    ends = []
+    for n in names:
+        b = ch.armature.data.bones[ch.mapping.bones[n]]
+        ends.append([aw[:3, :3] @ np.array(b.head_local) + aw[:3, 3], aw[:3, :3] @ np.array(b.tail_local) + aw[:3, 3]])
+    np.savez(f"{sys.argv[2]}/{i}.npz", verts=verts, faces=faces, names=np.array(names), ends=np.array(ends))
+print("RESULT done")
+"""
+
+
+def rest_finger_errors(paths: list[Path]) -> dict:
+    """Fingers fitted to each rigged character's own rest-pose mesh, against its own finger bones.
+
+    The rigged character is loaded as the renderer loads it (normalised, rest pose); its mesh goes to
+    `character4d.autorig.fit_skeleton` in that same frame, so the comparison measures where the finger
+    chains are put on the hand, without the A-pose turn of the whole arm about the fitted shoulder
+    that `measure` includes.
+
+    Args:
+        paths: rigged character files.
+
+    Returns:
+        path -> {"fingers": `RigFit.fingers`, "errors_m": {hand point -> distance}} (hand points as in
+        `character4d.skeleton.HAND_POINTS`; empty when not resolved or the rig has no fingers).
+
+    Raises:
+        RuntimeError: when the Blender child process fails (with the end of its output).
+    """
+    from character4d.autorig import fit_skeleton
+    from character4d.skeleton import FINGER_BONES
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", _REST_CHILD, json.dumps([str(p) for p in paths]), tmp],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"rest-pose export failed:\n{proc.stderr[-3000:]}")
+        for i, path in enumerate(paths):
+            with np.load(Path(tmp) / f"{i}.npz") as d:
+                verts, faces = d["verts"], d["faces"]
+                bones = dict(zip(d["names"].tolist(), d["ends"]))
+            fit = fit_skeleton(verts, faces)
+            errors = {}
+            for b in FINGER_BONES:
+                if b in fit.joints and b in bones:
+                    errors[b] = float(np.linalg.norm(fit.joints[b] - bones[b][0]))
+                    if b.endswith("Distal"):
+                        tip = fit.joints[f"{b}_tail"]
+                        errors[b[: -len("Distal")] + "Tip"] = float(np.linalg.norm(tip - bones[b][1]))
+            out[str(path)] = {"fingers": fit.fingers, "errors_m": errors}
+    return out

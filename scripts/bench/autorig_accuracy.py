@@ -10,8 +10,10 @@ Both are put in the canonical A-pose and their joints are compared over
     python scripts/bench/autorig_accuracy.py a.glb b.fbx --json out.json
 
 The goal (issue 11): median <= 3 cm and worst <= 6 cm for every character. A second table gives the
-fingers: whether they were resolved (or the mitten reason) and, where both rigs have them, the A-pose
-error over the finger points (`character4d.skeleton.HAND_POINTS`).
+fingers: whether they were resolved (or the mitten reason) and, where both rigs have them, the error
+over the finger points (`character4d.skeleton.HAND_POINTS`): in the A-pose (the whole arm turned about
+the fitted shoulder) and in the rest pose (fingers fitted to the rigged character's own mesh, the same
+frame: where the chains sit on the hand; `character4d.blender.rigcheck.rest_finger_errors`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from character4d.blender.rigcheck import CHECK_CHARACTERS, build_check_characters, errors, measure
+from character4d.blender.rigcheck import (
+    CHECK_CHARACTERS,
+    build_check_characters,
+    errors,
+    measure,
+    rest_finger_errors,
+)
 from character4d.skeleton import HAND_POINTS
 
 ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
@@ -43,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.check:
             paths = list(paths) + build_check_characters(Path(tmp))
         result = measure(paths)
+        rest = rest_finger_errors(paths)
     table = {}
     print(f"{'character':16s} {'median cm':>9s} {'worst cm':>8s}  worst joint      quality")
     for path in paths:
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         table[path.stem] = {"median_m": float(np.median(vals)), "worst_m": float(vals.max()), "worst_joint": worst,
                             "quality": q, "errors_m": e}
     print()
-    print(f"{'character':16s} {'median cm':>9s} {'worst cm':>8s}  worst point      fingers")
+    print(f"{'character':16s} {'median cm':>9s} {'worst cm':>8s}  worst point      "
+          f"{'rest median':>11s} {'rest worst':>10s}  fingers")
     for path in paths:
         entry = result[str(path)]
         if "error" in entry:
@@ -68,14 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         ref, fit = entry["reference"], entry["fitted"]
         e = {k: float(np.linalg.norm(np.subtract(fit[k], ref[k]))) for k in HAND_POINTS if k in fit and k in ref}
         fingers = (entry["autorig"] or {}).get("fingers", "-")
+        r = rest[str(path)]["errors_m"]
+        rest_cols = (f"{np.median(list(r.values())) * 100:11.1f} {max(r.values()) * 100:10.1f}" if r
+                     else f"{'-':>11s} {'-':>10s}")
         if e:
             worst = max(e, key=e.get)
             median = float(np.median(list(e.values())))
-            print(f"{path.stem:16s} {median * 100:9.1f} {e[worst] * 100:8.1f}  {worst:16s} {fingers}")
+            print(f"{path.stem:16s} {median * 100:9.1f} {e[worst] * 100:8.1f}  {worst:16s} {rest_cols}  {fingers}")
         else:
-            print(f"{path.stem:16s} {'-':>9s} {'-':>8s}  {'-':16s} {fingers}")
+            print(f"{path.stem:16s} {'-':>9s} {'-':>8s}  {'-':16s} {rest_cols}  {fingers}")
         table[path.stem]["fingers"] = fingers
         table[path.stem]["finger_errors_m"] = e
+        table[path.stem]["finger_rest_errors_m"] = r
     if a.json:
         a.json.write_text(json.dumps(table, indent=1))
     return 0

@@ -150,16 +150,26 @@ MITTENS = ("human-zombie", "human-kenney", "human-bunny")
 # about the fitted shoulder. The knuckle and inner-joint ratios of `character4d.fingers` were measured
 # on these two rigs; the roots and tips are found from the meshes alone.
 FINGER_BOUNDS = {"human-male": (0.023, 0.026), "human-sintel": (0.037, 0.048)}
+# The same points fitted to the rigged character's own rest-pose mesh (`rigcheck.rest_finger_errors`: no
+# wrist or arm error): human-male 0.005 / 0.009 m, human-sintel 0.010 / 0.018 m.
+REST_BOUNDS = {"human-male": (0.006, 0.011), "human-sintel": (0.012, 0.02)}
 
 
 @pytest.mark.blender
 def test_stripped_rigs_get_their_fingers_again():
     pytest.importorskip("bpy")
-    from character4d.blender.rigcheck import measure
+    from character4d.blender.rigcheck import measure, rest_finger_errors
 
     assets = shared_assets()
     names = RESOLVED + MITTENS
     result = measure([assets / "characters" / f"{n}.glb" for n in names])
+    rest = rest_finger_errors([assets / "characters" / f"{n}.glb" for n in RESOLVED])
+    for name in RESOLVED:
+        entry = rest[str(assets / "characters" / f"{name}.glb")]
+        assert entry["fingers"] == "resolved" and set(entry["errors_m"]) == set(HAND_POINTS), name
+        err = list(entry["errors_m"].values())
+        median, worst = float(np.median(err)), max(err)
+        assert median <= REST_BOUNDS[name][0] and worst <= REST_BOUNDS[name][1], f"{name}: {median:.3f}, {worst:.3f}"
     for name in names:
         entry = result[str(assets / "characters" / f"{name}.glb")]
         assert "error" not in entry, f"{name}: {entry.get('error')}"
