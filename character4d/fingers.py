@@ -14,7 +14,7 @@ fingers gets index, middle and ring). Otherwise -- a mitten, a fist, a low-poly 
 thumb, fingers fused in the mesh -- no finger bones are placed, and the reason says what was seen.
 
 Where a joint is not a geometric landmark it is put at a ratio measured on the rigged characters of
-../shared/assets whose hands have separate fingers (human-male, human-sintel, human-bunny): the
+../shared/assets whose hands have separate fingers (human-male, human-sintel): the
 knuckle lies inside the palm, behind the webbing, and the finger's inner joints split the medial line
 from the knuckle to the tip (each constant names its range). Those ratios are measured on the
 same characters whose stripped rigs the tests compare with; only the roots and tips are independent
@@ -30,11 +30,12 @@ from scipy import ndimage
 
 FINGER_ORDER: tuple[str, ...] = ("Index", "Middle", "Ring", "Little")
 
-# The silhouette's cell, as a fraction of the hand's length (wrist to the arm's tip): 2.5 mm on a
-# 0.2 m hand, fine enough to see the 3-5 mm gaps between fingers held together.
+# The silhouette's cell, as a fraction of the hand's length (wrist to the arm's tip): 2.2 mm on
+# human-male's 0.18 m hand, 3.3 mm on human-sintel's 0.26 m (its wrist joint sits further back), so
+# that gaps of a few millimetres between fingers held together stay open.
 _CELL_OF_HAND = 1 / 80
-# Opening radius as a fraction of the palm's inscribed radius: fingers are at most half the palm's
-# thickness across (a human finger 1.6-2.0 cm on a 8-9 cm palm; cartoon fingers 5 cm on 17 cm).
+# Opening radius as a fraction of the palm's inscribed radius: on human-male the disc is 5.4 cm across,
+# much wider than a finger (1.6-2.0 cm), and fits inside the palm (about 9 cm square).
 _OPEN_OF_PALM = 0.55
 # A digit is at least this long (root to tip) as a fraction of the hand's length, and at least this
 # many times as long as it is wide: shorter bits are the palm's corners rounded off by the opening. (A
@@ -46,8 +47,8 @@ _MIN_ELONGATION = 1.3
 # when the wrist is found 4 cm too far out, as on an A-pose box figure.)
 _MIN_TIP_ALONG = 0.2
 # The thumb leaves the palm nearer the wrist than any finger, by at least this fraction of the
-# fingers' median length (0.8-1.0 on human-male and human-sintel; a little finger set back from the
-# others leaves 0.1-0.15 earlier).
+# fingers' median length: 0.67-0.80 on human-male and human-sintel, whose four fingers leave the palm
+# within 0.13-0.25 of each other (a little finger set back is not a thumb).
 _THUMB_SET_BACK = 0.3
 # Knuckle (proximal head) behind the webbing, along the finger's axis, as a fraction of the
 # root-to-tip length: 0.15-0.36 on the rigged characters of ../shared/assets whose fingers are resolved
