@@ -84,10 +84,12 @@ class HandFit:
 
     @property
     def resolved(self) -> bool:
+        """Whether the finger chains were placed."""
         return self.reason == "resolved"
 
 
 def _sample(verts: np.ndarray, faces: np.ndarray, spacing: float) -> np.ndarray:
+    # Imported here: character4d.autorig imports this module at its top.
     from character4d.autorig import sample_surface
 
     return sample_surface(verts, faces, spacing)
