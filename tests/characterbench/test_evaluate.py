@@ -138,7 +138,8 @@ def test_fvd_pools_clips_over_the_test_set(stand_in_i3d, baselines, gt_shard, tm
         assert len(real) == r.clip_counts[variant]
         expected = _frechet_numpy(np.stack(real), np.stack(fake))
         assert expected > 1e-3  # the front view everywhere is not the ground truth
-        assert r.metrics[variant] == pytest.approx(expected, rel=1e-4), variant
+        # float32 images and features in the pipeline against float64 here: agreement to ~6e-7.
+        assert r.metrics[variant] == pytest.approx(expected, rel=1e-5), variant
 
 
 def test_set_statistic_bootstrap_is_paired_over_samples():
