@@ -353,6 +353,8 @@ def validate_predictions(
 
     def check(item: tuple[Any, Path, str, tuple[int, int]]) -> list[Problem]:
         checker, path, rel, size = item
+        if keep_bytes <= 0:
+            return checker.check_file(path, rel, size)
         file_problems, value = checker.check_and_decode(path, rel, size)
         if value is not None and budget.take(int(getattr(value, "nbytes", 0))):
             decoded[path] = value

@@ -90,6 +90,13 @@ class PoseTask(Task):
         f = int(name[5:8])
         return (v, f) if v < gt.num_views and f < gt.num_frames else None
 
+    def check_file(self, path: Path, rel: str, size: tuple[int, int]) -> list:
+        from characterbench.predictions import check_image_file
+
+        if path.suffix == ".png":  # the pose map is decoded in full, its keypoints are not looked for
+            return check_image_file(path, rel, size)
+        return self.check_and_decode(path, rel, size)[0]
+
     def check_and_decode(self, path: Path, rel: str, size: tuple[int, int]) -> tuple[list, Any]:
         """Problems of a pose map or keypoint file, and its keypoints ``[18, 2]`` when it has none."""
         from characterbench.pose import decode_pose_map, keypoints_from_openpose_json
