@@ -1,7 +1,8 @@
 """Throughput of a full `characterbench eval` (N samples x 81 cells, every metric with weights).
 
 Builds a synthetic ground truth of N samples (21 views x 25 frames at 512 px, moving coloured shapes on a
-transparent background, PNG-compressed like renders) and the static-A-pose baseline from it, then times
+transparent background, PNG-compressed like renders) and the static-A-pose baseline from it (written by the
+baseline's own `write_baseline_sample`, on all cores), then times
 `characterbench.evaluate.evaluate` end to end (decode, resize, SSIM/PSNR/LPIPS, I3D for the four FVD
 variants, statistics). Only `U` samples are encoded; the others reuse their files under new keys, which
 costs the evaluation exactly as much as distinct samples would.
@@ -66,26 +67,47 @@ def _make_sample(args: tuple[int, int]) -> dict[str, bytes]:
     return dict(sample.files)
 
 
-def build_ground_truth(root: Path, samples: int, unique: int, size: int, workers: int) -> Path:
-    """Write N samples into shards under ``root/gt`` (U distinct, the rest re-keyed copies)."""
-    gt = root / "gt"
-    if (gt / "done").exists():
-        return gt
+def _write_shard(args: tuple[Path, Path, list[int], dict[int, dict[str, bytes]], int]) -> None:
+    """One shard of re-keyed samples, and their static-A-pose predictions (by the baseline's own code)."""
+    from characterbench.baselines import get_baseline, write_baseline_sample
+    from characterbench.protocol import PROTOCOL_V1
+
+    path, pred, indices, distinct, unique = args
+    baseline = get_baseline("static-apose")
+    with ShardWriter(str(path)) as writer:
+        for i in indices:
+            files = dict(distinct[i % unique])
+            meta = json.loads(files["meta.json"])
+            meta["character_id"] = f"char{i:03d}"
+            files["meta.json"] = json.dumps(meta).encode()
+            sample = Sample.from_files(sample_key(f"char{i:03d}", "synthetic"), files, validate=False)
+            writer.write(sample)
+            write_baseline_sample(sample, baseline, pred, PROTOCOL_V1)
+
+
+def build_data(root: Path, samples: int, unique: int, size: int, workers: int) -> tuple[Path, Path]:
+    """Write N samples into shards under ``root/gt`` (U distinct, the rest re-keyed copies) and the
+    static-A-pose predictions under ``root/pred``, both on ``workers`` processes."""
+    gt, pred = root / "gt", root / "pred"
+    if (gt / "done").exists() and pred.exists():
+        return gt, pred
     shutil.rmtree(gt, ignore_errors=True)
+    shutil.rmtree(pred, ignore_errors=True)
     gt.mkdir(parents=True)
+    tmp = root / "pred.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
     with ProcessPoolExecutor(workers) as pool:
         distinct = list(pool.map(_make_sample, [(i, size) for i in range(unique)]))
-    per_tar = 25
-    for start in range(0, samples, per_tar):
-        with ShardWriter(str(gt / f"gt-{start // per_tar:04d}.tar")) as writer:
-            for i in range(start, min(start + per_tar, samples)):
-                files = dict(distinct[i % unique])
-                meta = json.loads(files["meta.json"])
-                meta["character_id"] = f"char{i:03d}"
-                files["meta.json"] = json.dumps(meta).encode()
-                writer.write(Sample.from_files(sample_key(f"char{i:03d}", "synthetic"), files))
+        per_tar = -(-samples // workers)
+        jobs = []
+        for k, start in enumerate(range(0, samples, per_tar)):
+            indices = list(range(start, min(start + per_tar, samples)))
+            needed = {i % unique: distinct[i % unique] for i in indices}
+            jobs.append((gt / f"gt-{k:04d}.tar", tmp, indices, needed, unique))
+        list(pool.map(_write_shard, jobs))
+    tmp.rename(pred)
     (gt / "done").write_text("ok")
-    return gt
+    return gt, pred
 
 
 def main() -> None:
@@ -109,15 +131,11 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eval_stages import Stages, instrument, load_average, print_table, timed_evaluate
 
-    from characterbench.baselines import make_baseline
     from characterbench.config import EvalConfig
     from characterbench.evaluate import evaluate
 
     t0 = time.perf_counter()
-    gt = build_ground_truth(a.work, a.samples, min(a.unique, a.samples), a.resolution, os.cpu_count() or 2)
-    pred = a.work / "pred"
-    if not pred.exists():
-        make_baseline("static-apose", gt, pred, progress=False)
+    gt, pred = build_data(a.work, a.samples, min(a.unique, a.samples), a.resolution, os.cpu_count() or 2)
     prep = time.perf_counter() - t0
     print(f"synthetic data ({a.samples} samples, {a.resolution} px): {prep:.1f} s", flush=True)
     metrics = tuple(a.metrics.split(","))
