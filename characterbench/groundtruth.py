@@ -128,8 +128,8 @@ def index_ground_truth(path: str | Path, protocol: Protocol, progress: bool = Fa
         The :class:`GroundTruthIndex`.
 
     Raises:
-        GroundTruthError: No samples, duplicate keys, or samples whose views/frames differ from the
-            protocol's rig (all such samples listed).
+        GroundTruthError: No samples, duplicate keys, WebP-coded samples (training data, not ground
+            truth), or samples whose views/frames differ from the protocol's rig (all such samples listed).
         FileNotFoundError: ``path`` does not exist.
     """
     from tqdm import tqdm
@@ -144,6 +144,13 @@ def index_ground_truth(path: str | Path, protocol: Protocol, progress: bool = Fa
             )
         if info.key in digests:
             problems.append(f"{info.key}: sample key appears twice")
+        webp = sorted(name for name in sample.files if name.endswith(".webp"))
+        if webp:
+            # The registered manifest hashes PNG bytes: the same pictures in WebP could never match it.
+            problems.append(
+                f"{info.key}: {len(webp)} images are WebP-coded (e.g. {webp[0]}); benchmark ground truth is lossless "
+                "PNG (character4d render without --codec, or --codec png)"
+            )
         samples.append(info)
         digests[info.key] = sample_digest(sample)
     if not samples:

@@ -53,6 +53,16 @@ def test_ground_truth_must_fit_the_rig(tmp_path):
         index_ground_truth(tmp_path, PROTOCOL_V1)
 
 
+def test_webp_coded_ground_truth_is_refused_by_name(tmp_path):
+    from character4d.format import ShardWriter, transcode
+    from tests.character4d.fake_sample import make_fake_sample
+
+    with ShardWriter(tmp_path / "gt-00000.tar") as writer:
+        writer.write(transcode(make_fake_sample("dora__hop", views=21, frames=25, size=8), "webp"))
+    with pytest.raises(GroundTruthError, match=r"dora__hop: \d+ images are WebP-coded .* lossless PNG"):
+        index_ground_truth(tmp_path / "gt-00000.tar", PROTOCOL_V1)
+
+
 def test_valid_matrix_folder(baselines, gt_index):
     index = validate_predictions(baselines["ground-truth"], gt_index, PROTOCOL_V1, "multiview")
     assert set(index.files) == set(KEYS) and set(index.layouts.values()) == {"matrix"}
