@@ -36,12 +36,13 @@ def test_tiny_fit_beats_its_initialisation_on_held_out_views(gs4d_tiny_fit):
 
 
 def test_loader_feeds_the_widening_windows(gs4d_tiny_fit):
-    _, _, _, result = gs4d_tiny_fit
+    config, _, _, result = gs4d_tiny_fit
     fed = result.fed_frames
     assert [s.name for s in result.stages] == ["coarse", "window0", "final"]
-    assert set(fed["coarse"]) == {1}  # the middle frame of 3
+    assert set(fed["coarse"]) == {1} and len(fed["coarse"]) == 30  # the middle frame of 3, one a step
     assert set(fed["window0"]) == {0, 1, 2} and set(fed["final"]) == {0, 1, 2}
-    assert len(fed["window0"]) == 15 and len(fed["final"]) == 45
+    # 3 frames a step (frames_per_step) where the stage has them: 15 and 45 steps.
+    assert config.frames_per_step == 3 and len(fed["window0"]) == 15 * 3 and len(fed["final"]) == 45 * 3
 
 
 def test_schedule_windows_really_widen_and_the_sampler_stays_inside():
