@@ -240,6 +240,11 @@ def retained_heap() -> Iterator[None]:
 
 
 def evaluate(config: EvalConfig, progress: bool = True) -> Results:
+    """Run an evaluation (:func:`evaluate_with_index` without the index)."""
+    return evaluate_with_index(config, progress)[0]
+
+
+def evaluate_with_index(config: EvalConfig, progress: bool = True) -> tuple[Results, PredictionIndex]:
     """Run an evaluation.
 
     Args:
@@ -247,7 +252,9 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         progress: Show progress bars.
 
     Returns:
-        The :class:`characterbench.results.Results` record (not yet written to disk).
+        The :class:`characterbench.results.Results` record (not yet written to disk) and the validated
+        :class:`~characterbench.predictions.PredictionIndex` (which files were scored; ``submit`` stores
+        their manifest without reading the folder again).
 
     Raises:
         KeyError: Unknown task or metric.
@@ -298,7 +305,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
         for m in set_metrics:
             intervals[m] = stats[m].interval(config.bootstrap, protocol.bootstrap_confidence, config.seed, device)
     t_done = time.perf_counter()
-    return Results(
+    record = Results(
         task=config.task,
         label=config.label,
         metrics=values,
@@ -338,6 +345,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> Results:
             "bootstrap_s": t_done - t_bootstrap,
         },
     )
+    return record, pred_index
 
 
 def _mean_grid(per_sample: list[SampleScores], cell_metrics: list[str], task: Any, protocol: Protocol) -> Grid:

@@ -275,8 +275,7 @@ def submit(
     if baseline := submission.baseline_of(results.with_entry({"name": name})):
         entry["baseline"] = baseline
     if pred is not None:
-        files = submission.scored_files(results, pred, gt)
-        rescored = submission.rescore(results, pred, gt, device=device, progress=progress)
+        rescored, files = submission.rescore_with_files(results, pred, gt, device=device, progress=progress)
         if differences := submission.compare_records(results, rescored):
             raise SubmissionError(str(results_path), [f"not reproduced from {pred}: {d}" for d in differences])
         entry.update(submission.verification_entry(pred, files, rescored))

@@ -106,8 +106,15 @@ def rescore(record: Results, pred: str | Path, gt: str | Path, device: str = "au
     Raises:
         Everything :func:`characterbench.evaluate.evaluate` raises (invalid predictions, weights...).
     """
+    return rescore_with_files(record, pred, gt, device, workers, progress)[0]
+
+
+def rescore_with_files(record: Results, pred: str | Path, gt: str | Path, device: str = "auto", workers: int = 4,
+                       progress: bool = False) -> tuple[Results, list[Path]]:
+    """:func:`rescore`, also returning the prediction files it scored (for the entry's manifest), from the
+    same pass over the folder."""
     from characterbench.config import EvalConfig
-    from characterbench.evaluate import evaluate
+    from characterbench.evaluate import evaluate_with_index
     from characterbench.protocol import get_protocol
 
     resamples = {iv.resamples for iv in record.intervals.values()}
@@ -117,18 +124,8 @@ def rescore(record: Results, pred: str | Path, gt: str | Path, device: str = "au
         workers=workers, bootstrap=bootstrap if record.intervals else 0, seed=int(record.config.get("seed", 0)),
         label=record.label, protocol=get_protocol(record.protocol_version),
     )
-    return evaluate(config, progress=progress)
-
-
-def scored_files(record: Results, pred: str | Path, gt: str | Path) -> list[Path]:
-    """The prediction files an evaluation of ``record``'s task reads (for the manifest)."""
-    from characterbench.groundtruth import index_ground_truth
-    from characterbench.predictions import validate_predictions
-    from characterbench.protocol import get_protocol
-
-    protocol = get_protocol(record.protocol_version)
-    index = validate_predictions(pred, index_ground_truth(gt, protocol), protocol, record.task)
-    return [p for cells in index.files.values() for p in cells.values()]
+    rescored, index = evaluate_with_index(config, progress=progress)
+    return rescored, [p for cells in index.files.values() for p in cells.values()]
 
 
 @dataclass(frozen=True)
@@ -274,6 +271,6 @@ def verification_entry(pred: str | Path, files: list[Path], rescored: Results) -
 
 
 __all__ = [
-    "TOLERANCE", "Verification", "baseline_of", "compare_records", "prediction_manifest", "rescore", "scored_files",
+    "TOLERANCE", "Verification", "baseline_of", "compare_records", "prediction_manifest", "rescore", "rescore_with_files",
     "verification_entry", "verify_board",
 ]
