@@ -50,3 +50,17 @@ def test_leaderboard_script_round_trip(tmp_path):
     page = board._viewer_page(runs, "default", ["ada__dance"], 64)
     assert page == runs / "default" / "ada__dance" / "viewer.html" and viewer_problems(page) == []
     assert board._viewer_page(tmp_path / "here", "default", ["ada__dance"], 64) is None  # no .ply there
+
+
+def test_timing_probe_prints_the_final_steps_for_a_budget(tmp_path, capsys):
+    from character4d.format import write_folder_sample
+    from tests.reference_model.conftest import make_scene_sample
+
+    probe = _script("gs4d_profile", "scripts/bench/gs4d_profile.py")
+    write_folder_sample(make_scene_sample(16, 25, 21, key="ada__dance"), tmp_path)
+    sets = ["init_points=100", "hull_resolution=16", "sh_degree=0", "max_gaussians=150"]
+    args = ["--data", str(tmp_path), "--sample", "ada__dance", "--device", "cpu", "--steps", "3"]
+    assert probe.main(args + ["--budget", "1e6"] + [x for s in sets for x in ("--set", s)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    many = int(lines[-1].removeprefix("FINAL_STEPS="))
+    assert "ms/step" in lines[-2] and many > 1000  # a large budget leaves many final steps
