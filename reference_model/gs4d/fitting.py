@@ -130,7 +130,7 @@ def _step_loss(model: Gaussians4D, groups: list[tuple[int, np.ndarray]], stage: 
             index = torch.randperm(num, device=device)[: config.neighbour_points]
         with torch.no_grad():
             edge_means = model.deformed_means_at_times([model.frame_time(e) for _, e in todo])
-        total_views = sum(len(v) for _, v in groups)
+        total_views = _group_images(groups)
         for (i, edge_frame), anchor in zip(todo, edge_means):
             nb_loss, moved = neighbour_loss(
                 gausses[i].means, anchor, knn_state["neighbours"], index, config.neighbour_threshold,

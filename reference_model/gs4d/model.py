@@ -75,27 +75,20 @@ class Gaussians4D(torch.nn.Module):
         means = self.params["means"] if index is None else self.params["means"][index]
         if not self.deform_enabled:
             return means
-        d_means, _, _ = self.deformation(means, t)
-        return means + d_means
+        return means + self._offsets([t], means)[0][0]
 
     def deformed_means_at_times(self, times: list[float]) -> list[torch.Tensor]:
         """Centres ``[N, 3]`` at each of ``times``, from one pass of the field over all of them."""
         means = self.params["means"]
         if not self.deform_enabled:
             return [means for _ in times]
-        n = means.shape[0]
-        t = torch.tensor(times, dtype=means.dtype, device=means.device).repeat_interleave(n)
-        d_means, _, _ = self.deformation(means.repeat(len(times), 1), t)
-        return list((means.repeat(len(times), 1) + d_means).split(n))
+        return [means + d_means for d_means, _, _ in self._offsets(times, means)]
 
     def gaussians_at_times(self, times: list[float]) -> list[Gaussians]:
         """:meth:`gaussians_at` for several times, from one pass of the field over all of them."""
-        if len(times) == 1 or not self.deform_enabled:
-            return [self.gaussians_at(t) for t in times]
+        if not self.deform_enabled:
+            return [self.canonical() for _ in times]
         p = self.params
-        n, k = p["means"].shape[0], len(times)
-        t = torch.tensor(times, dtype=p["means"].dtype, device=p["means"].device).repeat_interleave(n)
-        d_means, d_scales, d_quats = self.deformation(p["means"].repeat(k, 1), t)
         opacities = torch.sigmoid(p["opacity_logits"])
         sh = torch.cat([p["sh0"], p["shN"]], dim=1)
         return [
@@ -106,8 +99,17 @@ class Gaussians4D(torch.nn.Module):
                 opacities=opacities,
                 sh=sh,
             )
-            for dm, ds, dq in zip(d_means.split(n), d_scales.split(n), d_quats.split(n))
+            for dm, ds, dq in self._offsets(times, p["means"])
         ]
+
+    def _offsets(self, times: list[float], means: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The field's ``(d_means, d_log_scales, d_quats)`` of ``means [N, 3]`` at each of ``times``: one pass
+        of the field over all of them (a fit is bound by kernel launches, not arithmetic)."""
+        n = means.shape[0]
+        if len(times) == 1:
+            return [self.deformation(means, times[0])]
+        t = torch.tensor(times, dtype=means.dtype, device=means.device).repeat_interleave(n)
+        return list(zip(*(d.split(n) for d in self.deformation(means.repeat(len(times), 1), t))))
 
     def gaussians_at(self, t: float) -> Gaussians:
         """The Gaussians at normalised time ``t`` in [0, 1] (differentiable; ``.detach()`` for export).
@@ -118,17 +120,7 @@ class Gaussians4D(torch.nn.Module):
         Returns:
             :class:`Gaussians` (``quats`` unit, ``scales`` linear, ``opacities`` in [0, 1]).
         """
-        p = self.params
-        if not self.deform_enabled:
-            return self.canonical()
-        d_means, d_scales, d_quats = self.deformation(p["means"], t)
-        return Gaussians(
-            means=p["means"] + d_means,
-            quats=torch.nn.functional.normalize(p["quats"] + d_quats, dim=-1),
-            scales=torch.exp(p["log_scales"] + d_scales),
-            opacities=torch.sigmoid(p["opacity_logits"]),
-            sh=torch.cat([p["sh0"], p["shN"]], dim=1),
-        )
+        return self.gaussians_at_times([t])[0]
 
 
 def save_model(model: Gaussians4D, directory: str | Path) -> Path:

@@ -129,9 +129,16 @@ def test_batched_times_equal_one_time_at_a_time(gs4d_tiny_fit):
     with torch.no_grad():
         many = model.gaussians_at_times(times)
         anchors = model.deformed_means_at_times(times)
+        p = model.params
         for t, g, m in zip(times, many, anchors):
-            one = model.gaussians_at(t)
-            assert not torch.equal(g.means, model.params["means"])  # the field moved them
-            for name in ("means", "quats", "scales", "opacities", "sh"):
-                torch.testing.assert_close(getattr(g, name), getattr(one, name), rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(m, one.means, rtol=1e-5, atol=1e-6)
+            # The Gaussians at t written out from the field evaluated at that one time.
+            d_means, d_scales, d_quats = model.deformation(p["means"], t)
+            expected = {"means": p["means"] + d_means, "quats": torch.nn.functional.normalize(p["quats"] + d_quats, dim=-1),
+                        "scales": torch.exp(p["log_scales"] + d_scales), "opacities": torch.sigmoid(p["opacity_logits"]),
+                        "sh": torch.cat([p["sh0"], p["shN"]], dim=1)}
+            assert not torch.equal(g.means, p["means"])  # the field moved them
+            for name, value in expected.items():
+                torch.testing.assert_close(getattr(g, name), value, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(getattr(model.gaussians_at(t), name), value, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(m, expected["means"], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(model.deformed_means(t), expected["means"], rtol=1e-5, atol=1e-6)
