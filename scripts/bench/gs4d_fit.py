@@ -36,6 +36,23 @@ def rescore(fit_dir: Path, gt: str, key: str) -> dict:
     return score(pred, evals, tuple(record["config"]["background"]))
 
 
+def fit_command(data: str, sample: str, out: Path, preset: str, device: str, resolution: int | None,
+                sets: list[str], *extra: str) -> list[str]:
+    """``charactershot fit4d`` of one sample without the ``.ply`` sequence (``sets``: ``FIELD=JSON`` overrides)."""
+    cmd = [sys.executable, "-m", "reference_model.cli", "fit4d", "--data", data, "--sample", sample, "--out", str(out),
+           "--preset", preset, "--device", device, "--quiet", "--no-ply", *extra]
+    cmd += ["--resolution", str(resolution)] if resolution else []
+    return cmd + [x for item in sets for x in ("--set", item)]
+
+
+def print_table(rows: list[dict], out: str | None) -> None:
+    """Print the Markdown table of fit records, and write it to ``out`` when given."""
+    text = table(rows)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
 def table(rows: list[dict]) -> str:
     head = ("| preset | device | steps | images | fit s | coarse / windows / final s | peak GPU MiB | it/s | Gaussians "
             "| held-out PSNR | SSIM | LPIPS | initial held-out PSNR | train PSNR |")
@@ -76,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.data:
                 print(f"{preset}: no fit in {fit_dir} and no --data to make one", file=sys.stderr)
                 continue
-            cmd = [sys.executable, "-m", "reference_model.cli", "fit4d", "--data", args.data, "--sample", args.sample,
-                   "--out", str(fit_dir), "--preset", preset, "--device", args.device, "--quiet", "--no-ply"]
-            cmd += ["--resolution", str(args.resolution)] if args.resolution else []
-            cmd += [x for item in args.set for x in ("--set", item)]
+            cmd = fit_command(args.data, args.sample, fit_dir, preset, args.device, args.resolution, args.set)
             if subprocess.call(cmd, cwd=ROOT) != 0:
                 print(f"{preset}: fit failed", file=sys.stderr)
                 continue
@@ -87,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rescore:
             record["metrics"]["heldout"] = rescore(fit_dir, args.rescore, args.sample)
         rows.append(record)
-    text = table(rows)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print_table(rows, args.out)
     return 0
 
 

@@ -22,19 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 
-from gs4d_fit import table  # noqa: E402
+from gs4d_fit import fit_command, print_table  # noqa: E402
 
 
 def _command(args: argparse.Namespace, name: str, spec: dict) -> list[str]:
     spec = dict(spec)
     preset = spec.pop("preset", "default")
-    cmd = [sys.executable, "-m", "reference_model.cli", "fit4d", "--data", args.data, "--sample", args.sample,
-           "--out", str(Path(args.runs) / name / args.sample), "--preset", preset, "--quiet", "--no-ply", "--no-orbit",
-           "--device", args.device]
-    cmd += ["--resolution", str(args.resolution)] if args.resolution else []
-    for field, value in spec.items():
-        cmd += ["--set", f"{field}={json.dumps(value)}"]
-    return cmd
+    sets = [f"{field}={json.dumps(value)}" for field, value in spec.items()]
+    return fit_command(args.data, args.sample, Path(args.runs) / name / args.sample, preset, args.device,
+                       args.resolution, sets, "--no-orbit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,18 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - start:6.1f}s] started {name} ({len(running)} running)", flush=True)
     while running:
         _reap(running, start, args.deadline)
-    rows, names = [], []
+    rows = []
     for name in variants:
         fit_json = runs / name / args.sample / "fit.json"
         if fit_json.is_file():
             record = json.loads(fit_json.read_text())
             record["preset"] = f"{name} ({shared.get(name, 1)} on GPU)"
             rows.append(record)
-            names.append(name)
-    text = table(rows)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print_table(rows, args.out)
     return 0
 
 
