@@ -453,9 +453,9 @@ def _markdown_table(frame) -> str:
         for c in cols:
             text = _fmt(row[c]).replace("|", "\\|")
             if c == "Preview":
-                text = f"![9 views]({row[c]})" if isinstance(row[c], str) and _is_board_path(row[c]) else "–"
+                text = f"![9 views]({row[c]})" if _is_board_file(row[c], "previews", "png") else "–"
             elif c == "4D viewer":
-                text = f"[open]({row[c]})" if _is_board_viewer(row[c]) else "–"
+                text = f"[open]({row[c]})" if _is_board_file(row[c], "viewers", "html") else "–"
             elif c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f"[{text}]({row['URL']})"
             cells.append(text)
@@ -463,14 +463,11 @@ def _markdown_table(frame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _is_board_path(path: Any) -> bool:
-    """A preview path as submit writes it (``previews/<entry>.png``), nothing else (no URL, no ``..``)."""
-    return isinstance(path, str) and re.match(r"previews/[A-Za-z0-9_.-]+\.png$", path) is not None and ".." not in path
-
-
-def _is_board_viewer(path: Any) -> bool:
-    """A viewer path as submit writes it (``viewers/<entry>.html``), nothing else (no URL, no ``..``)."""
-    return isinstance(path, str) and re.match(r"viewers/[A-Za-z0-9_.-]+\.html$", path) is not None and ".." not in path
+def _is_board_file(path: Any, folder: str, suffix: str) -> bool:
+    """A path as submit writes it into the board (``previews/<entry>.png``, ``viewers/<entry>.html``), nothing
+    else (no URL, no ``..``)."""
+    pattern = rf"{re.escape(folder)}/[A-Za-z0-9_.-]+\.{re.escape(suffix)}$"
+    return isinstance(path, str) and re.match(pattern, path) is not None and ".." not in path
 
 
 def _is_web_url(url: Any) -> bool:

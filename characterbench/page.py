@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from characterbench.leaderboard import (
-    _UNVERIFIED_TEXT, NOT_REPRODUCED, _fmt, _is_board_path, _is_board_viewer, _is_web_url, _sections,
+    _UNVERIFIED_TEXT, NOT_REPRODUCED, _fmt, _is_board_file, _is_web_url, _sections,
 )
 from characterbench.metric_specs import METRICS
 
@@ -61,10 +61,11 @@ def _html_table(frame, caption: str) -> str:
             text = html.escape(_fmt(value))
             if c == "Preview":
                 text = (f'<img src="{html.escape(value, quote=True)}" alt="the 9 views of one sample" height="48">'
-                        if isinstance(value, str) and _is_board_path(value) else "–")
+                        if _is_board_file(value, "previews", "png") else "–")
                 sort = ""
             elif c == "4D viewer":
-                text = (f'<a href="{html.escape(value, quote=True)}">open</a>' if _is_board_viewer(value) else "–")
+                text = (f'<a href="{html.escape(value, quote=True)}">open</a>'
+                        if _is_board_file(value, "viewers", "html") else "–")
                 sort = ""
             elif c == "Method" and "URL" in frame.columns and _is_web_url(row["URL"]):
                 text = f'<a href="{html.escape(row["URL"], quote=True)}">{text}</a>'
