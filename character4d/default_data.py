@@ -467,13 +467,16 @@ def ensure_default_characters(home: str | Path | None = None) -> list[Path]:
 
 
 def build_character(spec: CharacterSpec, path: str | Path) -> Path:
-    """Build one procedural character into ``path`` (a GLB) in a Blender subprocess; the same bytes every time.
+    """Build one procedural character into ``path`` (a GLB) in a Blender subprocess.
+
+    Two builds give the same bytes except, now and then, the last bits of a few vertex normals (Blender sums
+    them from several threads); the triangle order, which the exporter varied, is made canonical.
 
     Raises:
         RuntimeError: when the Blender build fails (with the end of its output).
     """
     path = Path(path)
-    # A fixed hash seed: the build's set iterations (and so the order normals are summed in) repeat.
+    # A fixed hash seed: any iteration over a set of strings in the build runs in the same order every time.
     proc = subprocess.run([sys.executable, "-m", "character4d.blender.worker", "build-character",
                            json.dumps(spec.to_json()), str(path)], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONHASHSEED="0"))
