@@ -39,7 +39,7 @@ def render_views(model: Gaussians4D, views: ViewSet, background, backend: str = 
     return out
 
 
-def score(pred: np.ndarray, views: ViewSet, background, lpips_device: str = "cpu") -> dict[str, Any]:
+def score(pred: np.ndarray, views: ViewSet, background, device: str = "cpu") -> dict[str, Any]:
     """PSNR / SSIM / LPIPS (``metrics``; LPIPS None with the reason when its weights are absent) of uint8
     renders ``[V, F', H, W, 3]`` against the views composited on ``background``, averaged over cells."""
     from metrics.psnr import psnr
@@ -50,15 +50,15 @@ def score(pred: np.ndarray, views: ViewSet, background, lpips_device: str = "cpu
     gt = imgs[..., :3] * alpha + (1 - alpha) * np.asarray(background)
     gt = np.round(gt * 255) / 255  # the protocol composites and quantises the same way
     # On the fit's device: 81-108 SSIMs at 512 px take seconds on a CPU and milliseconds on a GPU.
-    p = torch.from_numpy(pred.reshape((-1,) + pred.shape[2:])).to(lpips_device).permute(0, 3, 1, 2).float() / 255.0
-    g = torch.from_numpy(gt.reshape((-1,) + gt.shape[2:])).to(lpips_device).permute(0, 3, 1, 2).float()
+    p = torch.from_numpy(pred.reshape((-1,) + pred.shape[2:])).to(device).permute(0, 3, 1, 2).float() / 255.0
+    g = torch.from_numpy(gt.reshape((-1,) + gt.shape[2:])).to(device).permute(0, 3, 1, 2).float()
     result: dict[str, Any] = {"cells": int(p.shape[0]), "psnr": float(psnr(p, g).clamp(max=100).mean()),
                               "ssim": float(ssim(p, g).mean())}
     try:
         from metrics.lpips import load_lpips, lpips
 
-        model = load_lpips("alex", device=lpips_device)
-        vals = torch.cat([lpips(p[i:i + 16].to(lpips_device), g[i:i + 16].to(lpips_device), model=model).cpu()
+        model = load_lpips("alex", device=device)
+        vals = torch.cat([lpips(p[i:i + 16], g[i:i + 16], model=model).cpu()
                           for i in range(0, p.shape[0], 16)])
         result["lpips"] = float(vals.mean())
     except Exception as exc:  # weights not fetched on this machine: say so in the record
@@ -143,7 +143,7 @@ def fit_sample(
     train_eval = load_views(source, train_views, [f for f in eval_frames if f in train_frames] or train_frames[:1],
                             resolution, key)
     train_pred = render_views(model, train_eval, bg, backend)
-    lpips_device = "cuda" if dev.type == "cuda" else "cpu"
+    score_device = "cuda" if dev.type == "cuda" else "cpu"
     record: dict[str, Any] = {
         "schema": "gs4d-fit/1",
         "sample": train.key,
@@ -163,9 +163,9 @@ def fit_sample(
         "torch": torch.__version__,
         "gaussians": {"initial": result.initial_gaussians, "final": result.final_gaussians},
         "metrics": {
-            "heldout": score(pred, evals, bg, lpips_device),
-            "train": score(train_pred, train_eval, bg, lpips_device),
-            "initial_heldout": score(init_pred, evals, bg, lpips_device),
+            "heldout": score(pred, evals, bg, score_device),
+            "train": score(train_pred, train_eval, bg, score_device),
+            "initial_heldout": score(init_pred, evals, bg, score_device),
         },
         "history": [list(h) for h in result.history],
     }

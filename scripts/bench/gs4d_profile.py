@@ -26,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from reference_model.gs4d.config import preset
-    from reference_model.gs4d.data import load_views
     from reference_model.gs4d.fitting import fit
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return _budget(args, overrides)
     # Windows of one step give the final stage an anchor, so the neighbour loss runs as in a real fit.
     config = preset("default", **(dict(coarse_steps=5, window_steps=1, final_steps=args.steps) | overrides))
-    train_views, _ = config.split.views(21)
-    train = load_views(args.data, train_views, resolution=args.resolution, key=args.sample)
-    fit(train, config.replace(final_steps=10), args.device, progress=False)  # warm-up
+    train = _warm_views(args, config)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
     with profile(activities=activities) as prof:
         t0 = time.perf_counter()
@@ -61,15 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _budget(args: argparse.Namespace, overrides: dict) -> int:
-    from reference_model.gs4d.config import preset
+def _warm_views(args: argparse.Namespace, config):
+    """The sample's training views, after a short warm-up fit (gsplat compiles its CUDA code on first use)."""
     from reference_model.gs4d.data import load_views
     from reference_model.gs4d.fitting import fit
 
+    train = load_views(args.data, config.split.views(21)[0], resolution=args.resolution, key=args.sample)
+    fit(train, config.replace(coarse_steps=5, final_steps=5), args.device, progress=False)
+    return train
+
+
+def _budget(args: argparse.Namespace, overrides: dict) -> int:
+    from reference_model.gs4d.config import preset
+    from reference_model.gs4d.fitting import fit
+
     full = preset("default", **overrides)
-    train = load_views(args.data, full.split.views(21)[0], resolution=args.resolution, key=args.sample)
     probe = full.replace(coarse_steps=100, window_steps=1, final_steps=args.steps)
-    fit(train, probe.replace(coarse_steps=5, final_steps=5), args.device, progress=False)  # warm-up
+    train = _warm_views(args, probe)
     result = fit(train, probe, args.device, progress=False)
     coarse = result.stage_seconds["coarse"] / probe.coarse_steps
     final = result.stage_seconds["final"] / probe.final_steps
