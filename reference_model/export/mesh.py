@@ -5,8 +5,12 @@
    pixels the character does not cover carve free space); marching cubes (scikit-image) extracts the
    surface; vertex colours come from the fused colour volume; pieces smaller than
    ``min_component`` of the faces (floaters) are dropped.
-2. Motion: each vertex follows the model's own deformation field, ``v(t) = v + d_means(v, t)``, frame
-   by frame.
+2. Motion: each vertex is carried by its nearest canonical Gaussians (``motion="gaussians"``): held in
+   each one's local frame, ``l = S^-1 R^T (v - mu)``, and put back with that Gaussian's pose at time t,
+   ``mu(t) + R(t) S(t) l``, blended with the weights ``o exp(-|l|^2 / 2)``; so the mesh moves with the
+   centres, rotations and scales the model deforms (a fitted model moves limbs partly by stretching
+   and turning Gaussians, which centre offsets alone miss). ``motion="field"``: the deformation field's
+   centre offset at the vertex, ``v(t) = v + d_means(v, t)``.
 3. File: glTF 2.0 binary (``.glb``) with the first frame as the base mesh, one morph target per frame
    and an animation of the morph weights (one-hot per frame, linear in between), which Blender's
    importer turns into shape keys and three.js plays with its AnimationMixer.
@@ -56,6 +60,10 @@ class MeshConfig:
             ``cutoff`` of their size): the 0.5 level set of overlapping Gaussians lies about two standard
             deviations outside the centres, which sit on the surface of a fitted model.
         snap_neighbours: see ``snap`` (8).
+        motion: how vertices move over time: ``gaussians`` (carried by their nearest Gaussians' full pose,
+            see the module docstring) or ``field`` (the deformation field's centre offset at the vertex).
+        motion_neighbours: Gaussians blended per vertex for ``gaussians`` (8, as ``snap_neighbours``).
+        motion_opacity: only Gaussians at least this opaque carry vertices (0.1, as the surface's centres).
     """
 
     voxel_size: float = 0.01
@@ -72,6 +80,9 @@ class MeshConfig:
     max_radius: int = 12
     snap: bool = True
     snap_neighbours: int = 8
+    motion: str = "gaussians"
+    motion_neighbours: int = 8
+    motion_opacity: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.voxel_size > 0 or not self.truncation > 0:
@@ -80,6 +91,10 @@ class MeshConfig:
             raise ValueError(f"image_size must be >= 8 and rings non-empty, got {self.image_size}, {self.rings}")
         if self.method not in ("auto", "tsdf", "opacity"):
             raise ValueError(f"method must be 'auto', 'tsdf' or 'opacity', got {self.method!r}")
+        if self.motion not in ("gaussians", "field"):
+            raise ValueError(f"motion must be 'gaussians' or 'field', got {self.motion!r}")
+        if self.motion_neighbours < 1:
+            raise ValueError(f"motion_neighbours must be >= 1, got {self.motion_neighbours}")
 
 
 @dataclass(frozen=True)
@@ -247,6 +262,52 @@ def _snap_to_centres(verts: np.ndarray, faces: np.ndarray, centres: np.ndarray, 
     return verts + normals * np.clip(offset, -limit, 0.0)[:, None]
 
 
+def quat_to_matrix(quats: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotation matrices of quaternions [N, 4] (w, x, y, z; normalised here)."""
+    q = np.asarray(quats, dtype=np.float64)
+    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+
+
+def carry_vertices(verts: np.ndarray, canonical: tuple, posed: list[tuple], neighbours: int = 8,
+                   min_opacity: float = 0.1) -> np.ndarray:
+    """Vertices carried by their nearest Gaussians' poses over time (see the module docstring).
+
+    Args:
+        verts: [V, 3] canonical vertices.
+        canonical: ``(means [N, 3], quats [N, 4] (w, x, y, z), scales [N, 3] standard deviations,
+            opacities [N])`` of the canonical Gaussians.
+        posed: per frame ``(means [N, 3], quats [N, 4], scales [N, 3])`` of the same Gaussians.
+        neighbours: Gaussians blended per vertex (the nearest centres).
+        min_opacity: Gaussians below it carry nothing (all of them when none reaches it).
+
+    Returns:
+        [F, V, 3] float32 positions.
+    """
+    from scipy.spatial import cKDTree
+
+    means, quats, scales, opac = canonical
+    use = np.nonzero(opac >= min_opacity)[0] if (opac >= min_opacity).any() else np.arange(len(means))
+    k = min(neighbours, len(use))
+    _, near = cKDTree(means[use]).query(verts, k=k)
+    idx = use[np.asarray(near).reshape(len(verts), k)]  # [V, k]
+    rot0 = quat_to_matrix(quats)[idx]  # [V, k, 3, 3]
+    s0 = np.maximum(np.asarray(scales, dtype=np.float64)[idx], 1e-9)
+    local = np.einsum("vkji,vkj->vki", rot0, verts[:, None, :] - means[idx]) / s0  # S^-1 R^T (v - mu)
+    # Softmax of log o - |l|^2 / 2: the Gaussians' own weights at the vertex, stable far from all of them.
+    logit = np.log(np.maximum(opac[idx], 1e-9)) - 0.5 * (local**2).sum(-1)
+    w = np.exp(logit - logit.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    out = np.empty((len(posed), len(verts), 3), dtype=np.float32)
+    for f, (m_t, q_t, s_t) in enumerate(posed):
+        rot = quat_to_matrix(q_t[idx.reshape(-1)]).reshape(len(verts), k, 3, 3)
+        moved = m_t[idx] + np.einsum("vkij,vkj->vki", rot, local * s_t[idx])
+        out[f] = (w[..., None] * moved).sum(axis=1)
+    return out
+
+
 def _largest_components(faces: np.ndarray, num_vertices: int, min_fraction: float) -> np.ndarray:
     """Faces of the connected pieces holding at least ``min_fraction`` of all faces."""
     from scipy.sparse import coo_matrix
@@ -366,19 +427,24 @@ def extract_mesh(model, cfg: MeshConfig = MeshConfig(), frames: int | None = Non
     say(f"surface: {len(verts)} vertices, {len(faces)} faces")
 
     t3 = time.perf_counter()
-    pts = torch.as_tensor(verts, dtype=torch.float32, device=device)
-    out = np.empty((frames, len(verts), 3), dtype=np.float32)
-    with torch.no_grad():
-        for f in range(frames):
-            t = f / max(frames - 1, 1)
-            if getattr(model, "deform_enabled", True):
-                d_means = model.deformation(pts, t)[0]
-                out[f] = (pts + d_means).cpu().numpy()
-            else:
-                out[f] = verts
+    times = [f / max(frames - 1, 1) for f in range(frames)]
+    if not getattr(model, "deform_enabled", True):
+        out = np.broadcast_to(verts.astype(np.float32), (frames,) + verts.shape).copy()
+    elif cfg.motion == "gaussians":
+        with torch.no_grad():
+            posed = [(g.means.cpu().numpy(), g.quats.cpu().numpy(), g.scales.cpu().numpy())
+                     for g in (model.gaussians_at(t) for t in times)]
+        out = carry_vertices(verts, (means, canon.quats.cpu().numpy(), canon.scales.cpu().numpy(), opac), posed,
+                             cfg.motion_neighbours, cfg.motion_opacity)
+    else:
+        pts = torch.as_tensor(verts, dtype=torch.float32, device=device)
+        out = np.empty((frames, len(verts), 3), dtype=np.float32)
+        with torch.no_grad():
+            for f, t in enumerate(times):
+                out[f] = (pts + model.deformation(pts, t)[0]).cpu().numpy()
     timings["deformation_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
-    info = {"method": method, "vertices": int(len(verts)), "faces": int(len(faces)), "frames": frames,
+    info = {"method": method, "motion": cfg.motion, "vertices": int(len(verts)), "faces": int(len(faces)), "frames": frames,
             "voxels": list(shape), **timings}
     return AnimatedMesh(out, faces, np.clip(vcol, 0, 1).astype(np.float32), fps), info
 
@@ -683,6 +749,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("auto", "tsdf", "opacity"), default=d.method,
                         help="surface: TSDF of rendered depth, the opacity field's level set, or auto (tsdf with "
                              "gsplat on CUDA, else opacity)")
+    parser.add_argument("--motion", choices=("gaussians", "field"), default=d.motion,
+                        help="vertex motion: carried by the nearest Gaussians' poses, or the deformation field's "
+                             f"centre offset at the vertex (default {d.motion})")
     parser.add_argument("--image-size", type=int, default=d.image_size, help=f"fusion render size (default {d.image_size})")
     parser.add_argument("--frames", type=int, default=None, help="frames to export (default: the fit's)")
     parser.add_argument("--fps", type=float, default=15.0, help="playback rate (default 15)")
@@ -699,7 +768,7 @@ def run(args: argparse.Namespace) -> int:
 
         from reference_model.gs4d import load_fit
 
-        cfg = MeshConfig(voxel_size=args.voxel_size, image_size=args.image_size, method=args.method)
+        cfg = MeshConfig(voxel_size=args.voxel_size, image_size=args.image_size, method=args.method, motion=args.motion)
         device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
             ("cpu" if args.device == "auto" else args.device)
         if not (args.fit / "config.json").is_file():

@@ -15,8 +15,8 @@ import torch
 
 from character4d.cameras import RigConfig, rig_cameras
 from reference_model.cli import main as charactershot
-from reference_model.export.mesh import (AnimatedMesh, MeshConfig, extract_mesh, read_gltf, silhouette,
-                                         silhouette_iou, surface_distance, write_gltf)
+from reference_model.export.mesh import (AnimatedMesh, MeshConfig, carry_vertices, extract_mesh, read_gltf,
+                                         silhouette, silhouette_iou, surface_distance, write_gltf)
 from reference_model.gs4d.model import Gaussians4D
 
 CENTRE = np.array([0.0, 0.0, 0.7])
@@ -88,6 +88,62 @@ def test_translating_sphere_gives_a_translating_sphere_mesh(method, snap, n, sig
     for f, t in enumerate((0.0, 0.5, 1.0)):
         assert np.allclose(mesh.vertices[f] - mesh.vertices[0], t * SHIFT, atol=1e-5)
     assert np.allclose(mesh.colors, 0.5 + 0.28209479 * 0.7, atol=0.02)
+
+
+def test_vertices_follow_their_gaussians_rotation_and_scale():
+    """Hand-computed: a Gaussian at the origin, sd (0.1, 0.2, 0.3), moves to (1, 0, 0), turns 90 degrees about Z
+    and doubles in size; a second Gaussian 10 m away has no weight at its vertices."""
+    c = np.sqrt(0.5)
+    canonical = (np.array([[0.0, 0, 0], [10.0, 0, 0]]), np.array([[1.0, 0, 0, 0], [1.0, 0, 0, 0]]),
+                 np.array([[0.1, 0.2, 0.3], [0.1, 0.1, 0.1]]), np.array([0.9, 0.9]))
+    posed = [canonical[:3],
+             (np.array([[1.0, 0, 0], [10.0, 0, 0]]), np.array([[c, 0, 0, c], [1.0, 0, 0, 0]]),
+              np.array([[0.2, 0.4, 0.6], [0.1, 0.1, 0.1]]))]
+    verts = np.array([[0.1, 0.0, 0.0], [0.0, 0.2, 0.3]])  # local (1, 0, 0) and (0, 1, 1)
+    out = carry_vertices(verts, canonical, posed, neighbours=2)
+    assert np.allclose(out[0], verts, atol=1e-6)
+    # (1, 0, 0) + Rz(90) (0.2, 0, 0) and (1, 0, 0) + Rz(90) (0, 0.4, 0.6)
+    assert np.allclose(out[1], [[1.0, 0.2, 0.0], [0.6, 0.0, 0.6]], atol=1e-6)
+    # midway between two equal Gaussians: the mean of where each carries it
+    two = (np.array([[0.0, 0, 0], [0.2, 0, 0]]), np.array([[1.0, 0, 0, 0]] * 2), np.full((2, 3), 0.1),
+           np.array([0.5, 0.5]))
+    moved = [(np.array([[0.0, 0, 0], [0.2, 0, 1.0]]), two[1], np.array([[0.1] * 3, [0.2] * 3]))]
+    # first: stays at (0.1, 0, 0); second: (0.2, 0, 1) + 2 (-0.1, 0, 0) = (0, 0, 1)
+    assert np.allclose(carry_vertices(np.array([[0.1, 0, 0]]), two, moved, neighbours=2)[0], [[0.05, 0, 0.5]])
+
+
+class Spin(torch.nn.Module):
+    """A field that turns everything about the vertical axis through ``CENTRE`` by ``t * 90`` degrees."""
+
+    def forward(self, means, t):
+        a = np.pi / 2 * float(t)
+        rot = torch.tensor([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], dtype=torch.float32)
+        c = torch.tensor(CENTRE, dtype=torch.float32)
+        d_means = (means - c) @ rot.T + c - means
+        # canonical quaternions are (1, 0, 0, 0): this offset makes them (cos a/2, 0, 0, sin a/2) once normalised
+        dq = torch.tensor([np.cos(a / 2) - 1, 0, 0, np.sin(a / 2)], dtype=torch.float32).expand(len(means), 4)
+        return d_means, torch.zeros_like(means), dq
+
+
+def test_mesh_of_a_spinning_ellipsoid_turns_with_it():
+    """Elongated Gaussians on an ellipsoid, turned rigidly: each vertex turns with them (both motions)."""
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(3000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    params = dict(means=torch.tensor(d * [0.3, 0.15, 0.2] + CENTRE, dtype=torch.float32),
+                  log_scales=torch.tensor(np.log([0.03, 0.015, 0.02]), dtype=torch.float32).repeat(3000, 1),
+                  quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(3000, 1), opacity_logits=torch.full((3000,), 3.0),
+                  sh0=torch.zeros(3000, 1, 3), shN=torch.zeros(3000, 0, 3))
+    model = Gaussians4D(params, Spin(), num_frames=3)
+    for motion in ("gaussians", "field"):
+        mesh, info = extract_mesh(model, MeshConfig(voxel_size=0.02, method="opacity", motion=motion))
+        assert info["motion"] == motion
+        v0 = mesh.vertices[0] - CENTRE
+        for f, a in ((1, np.pi / 4), (2, np.pi / 2)):
+            rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+            assert np.allclose(mesh.vertices[f] - CENTRE, v0 @ rot.T, atol=1e-4)
+    with pytest.raises(ValueError, match="motion"):
+        MeshConfig(motion="bones")
 
 
 def test_silhouettes_match_an_exact_sphere():
@@ -196,9 +252,10 @@ def _save_tiny_fit(tmp_path: Path) -> Path:
 def test_cli_runs_on_a_saved_fit(tmp_path, capsys):
     fit = _save_tiny_fit(tmp_path)
     assert charactershot(["export-mesh", str(fit), "--out", str(tmp_path / "out"), "--voxel-size", "0.025",
-                          "--device", "cpu"]) == 0
+                          "--device", "cpu", "--motion", "gaussians"]) == 0
     report = json.loads((tmp_path / "out" / "mesh.json").read_text())
     assert report["vertices"] > 100 and report["frames"] == 3 and report["method"] == "opacity"
+    assert report["motion"] == report["config"]["motion"] == "gaussians"
     back = read_gltf(tmp_path / "out" / "mesh.glb")
     assert back.vertices.shape == (3, report["vertices"], 3)
     assert charactershot(["export-mesh", str(tmp_path / "nofit"), "--out", str(tmp_path / "o2")]) == 1
