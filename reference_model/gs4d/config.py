@@ -126,7 +126,10 @@ class Gs4dConfig:
             ``frames_per_step`` for how they were measured).
         window_steps: Steps of each progressive window (research 3000 (+500 every 5 windows) at one view).
         window_growth: Frames added on each side per window (research: 2).
-        final_steps: Steps on all frames (research 20000 at one view).
+        final_steps: Steps on all frames after the windows (research 20000 at one view). 0 here: the last
+            window already spans the clip, and a timing probe on an H200 (``scripts/bench/gs4d_profile.py
+            --budget 55``: coarse 52.9 ms, window 71.4 ms a step at 512 px) left no time for more within
+            ~60 s; the four board fits took 59.7-61.2 s (``scripts/gpu/gs4d_run.sh``).
         views_per_step: Training views rendered per step (research 1; here all training views, chosen).
         frames_per_step: Frames those views are shared between (1: every view at one time, as the research
             code's one image a step; more gives the deformation field several times per step, as 4DGS's
@@ -198,7 +201,7 @@ class Gs4dConfig:
     coarse_steps: int = 300
     window_steps: int = 100
     window_growth: int = 2
-    final_steps: int = 1400
+    final_steps: int = 0
     views_per_step: int = 12
     frames_per_step: int = 3
     coarse_frame: int | None = None

@@ -48,7 +48,10 @@ def test_loader_feeds_the_widening_windows(gs4d_tiny_fit):
 def test_schedule_windows_really_widen_and_the_sampler_stays_inside():
     from reference_model.gs4d.schedule import FrameSampler
 
-    config = preset("default")
+    # The default has no steps after the windows: its last window already spans the clip.
+    default = build_schedule(preset("default"), 25)
+    assert default[-1].name == "window5" and default[-1].frames == tuple(range(25))
+    config = preset("default", final_steps=100)
     stages = build_schedule(config, 25)
     assert stages[0].frames == (12,) and not stages[0].deform
     spans = [(min(s.frames), max(s.frames)) for s in stages[1:-1]]
@@ -60,7 +63,7 @@ def test_schedule_windows_really_widen_and_the_sampler_stays_inside():
         drawn = {sampler.frame(stage) for _ in range(400)}
         assert drawn == set(stage.frames)
     # Without the progressive schedule the windows' steps go to the final stage (same total).
-    flat = build_schedule(preset("no_progressive"), 25)
+    flat = build_schedule(preset("no_progressive", final_steps=100), 25)
     assert [s.name for s in flat] == ["coarse", "final"]
     assert sum(s.steps for s in flat) == sum(s.steps for s in stages)
 
