@@ -4,15 +4,23 @@ the accumulating base metric. FVD (:mod:`metrics.fvd`), FID (:mod:`metrics.fid`)
 
     d^2 = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr sqrt(S_a S_b),   S = covariance with N - 1.
 
-Two routes to ``tr sqrt(S_a S_b)``, chosen by size; they agree to round-off (tests check N 2..500,
+Two forms of ``tr sqrt(S_a S_b)``, chosen by size; they agree to round-off (tests check N 2..500,
 D 16..400):
 
-- **full form** (``D x D``): with ``R = S_a^(1/2)`` (from ``eigh``), ``S_a S_b`` is similar to the
-  symmetric PSD ``R S_b R``, so the trace is the sum of the square roots of its eigenvalues.
-  Eigenvalues below ``max_eig * D * eps`` are round-off of a zero and count as 0: clipping only
-  negative ones keeps positive round-off whose square roots add up over the null space and bias the
-  distance low when there are fewer clips than features. ``scipy.linalg.sqrtm`` is not used: several
-  SciPy releases return wrong or complex results for singular covariances.
+- **full form** (``D x D``): with a Cholesky factor ``S_a = L L^T``, ``S_a S_b`` is similar to the
+  symmetric PSD ``L^T S_b L``, so the trace is the sum of the square roots of its eigenvalues, and
+  ``tr sqrt(S_a S_b) = tr sqrt(S_b S_a)`` lets either side be factored. One Cholesky costs about a
+  tenth of the ``eigh`` with vectors that ``R = S_a^(1/2)`` needs, but is exact only for a positive
+  definite factor: it is used when the factorisation succeeds with every pivot ``L_ii^2`` above
+  ``100 D eps tr(S)`` (so the smallest eigenvalue clears the round-off level below), else the other
+  side is tried. When neither side passes (fewer distinct feature vectors than D: duplicated
+  samples, rank-deficient features) the route is ``R = S_a^(1/2)`` from ``eigh`` and the
+  eigenvalues of ``R S_b R``. In both, eigenvalues below ``max_eig * D * eps`` are round-off of a
+  zero and count as 0: clipping only negative ones keeps positive round-off whose square roots add
+  up over the null space and bias the distance low when there are fewer clips than features.
+  ``scipy.linalg.sqrtm`` is not used: several SciPy releases return wrong or complex results for
+  singular covariances. The single-pair functions (:func:`trace_sqrt_product`) take the ``eigh``
+  route; the batched ones (:func:`frechet_distance_batched`, the bootstrap) the Cholesky one.
 - **small-N form** (``N_a x N_b``): with the centred, scaled feature matrices ``A = (X_a - mu_a) /
   sqrt(N_a - 1)`` (so ``S_a = A^T A``) and ``B`` likewise, the non-zero eigenvalues of ``S_a S_b =
   A^T A B^T B`` are those of ``(A B^T)(A B^T)^T``, so ``tr sqrt(S_a S_b) = ||A B^T||_*``, the nuclear
@@ -25,7 +33,9 @@ The bootstrap (:func:`bootstrap_frechet_distance`) takes the resampling unit and
 as arguments: ``unit="clips"`` resamples the two feature sets independently; ``unit="samples"``
 resamples whole samples (all their clips, paired between the two sets), the right unit when a
 sample's clips are not independent. Samples are sorted by key before drawing, so the interval does
-not depend on the order they were stored in.
+not depend on the order they were stored in. Replicates that resample whole samples build their
+covariances from per-sample sums of outer products (``sum_s draws_s X_s^T X_s``: one matrix product
+over the samples instead of one over all clips).
 """
 
 from __future__ import annotations
@@ -85,10 +95,15 @@ def gaussian_moments(features) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False, ddof=1).reshape(x.shape[1], x.shape[1])
 
 
-def _drop_round_off(eig: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a PSD matrix with those below ``max_eig * D * eps`` set to 0 (module docstring)."""
-    top = max(float(eig.max(initial=0.0)), 0.0)
-    return np.where(eig > top * eig.shape[-1] * np.finfo(np.float64).eps, eig, 0.0)
+def _drop_round_off(eig):
+    """Eigenvalues of PSD matrices (``[..., D]``, torch or numpy) with those below ``max_eig * D * eps`` of
+    their matrix set to 0 (module docstring)."""
+    d = eig.shape[-1]
+    if isinstance(eig, torch.Tensor):
+        top = eig.amax(dim=-1, keepdim=True).clamp(min=0)
+        return torch.where(eig > top * d * torch.finfo(eig.dtype).eps, eig, torch.zeros_like(eig))
+    top = np.clip(eig.max(axis=-1, keepdims=True), 0.0, None)
+    return np.where(eig > top * d * np.finfo(np.float64).eps, eig, 0.0)
 
 
 def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
@@ -181,6 +196,9 @@ def frechet_distance_batched(
 ) -> torch.Tensor:
     """:func:`frechet_distance_from_moments` for a batch of moment pairs, in torch (on their device).
 
+    ``tr sqrt`` takes the Cholesky route where one side is positive definite, else the ``eigh`` route
+    (module docstring).
+
     Args:
         mu_a: ``[B, D]``.
         cov_a: ``[B, D, D]`` symmetric PSD.
@@ -199,38 +217,107 @@ def frechet_distance_batched(
             f"moments: expected mu [B, D], cov [B, D, D] for both sets, got {list(mu_a.shape)}, "
             f"{list(cov_a.shape)}, {list(mu_b.shape)}, {list(cov_b.shape)}"
         )
-
-    def drop_round_off(eig: torch.Tensor) -> torch.Tensor:  # as _drop_round_off, per batch item
-        top = eig.amax(dim=-1, keepdim=True).clamp(min=0)
-        return torch.where(eig > top * d * torch.finfo(eig.dtype).eps, eig, torch.zeros_like(eig))
-
-    if cov_a.device.type == "cpu":
-        # numpy's LAPACK: torch's batched CPU eigh is about 9x slower at these sizes (400 x 400 float64 on
-        # 2 cores: 134 ms against 15.5 ms each; eigvalsh 69 against 6.4 ms), as for the SVDs of _nuclear_norms.
-        trace_sqrt = torch.from_numpy(_trace_sqrt_batched_numpy(cov_a.detach().numpy(), cov_b.detach().numpy()))
-    else:
-        w, v = torch.linalg.eigh(cov_a)
-        root_a = (v * drop_round_off(w).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
-        m = root_a @ cov_b @ root_a
-        eig = torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2)
-        trace_sqrt = drop_round_off(eig).sqrt().sum(dim=-1)
+    trace_sqrt, _ = _trace_sqrt_products(cov_a, cov_b)
     diff = mu_a - mu_b
     traces = cov_a.diagonal(dim1=-2, dim2=-1).sum(-1) + cov_b.diagonal(dim1=-2, dim2=-1).sum(-1)
     return (diff * diff).sum(-1) + traces - 2 * trace_sqrt
 
 
-def _trace_sqrt_batched_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
-    """:func:`trace_sqrt_product` of each pair of a ``[B, D, D]`` batch (numpy, batched LAPACK calls)."""
+def _trace_sqrt_products(cov_a: torch.Tensor, cov_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tr sqrt(cov_a @ cov_b)`` per pair of a ``[B, D, D]`` batch (full form, module docstring).
 
-    def drop_round_off(eig: np.ndarray) -> np.ndarray:  # as _drop_round_off, per batch item
-        top = np.clip(eig.max(axis=-1, keepdims=True), 0.0, None)
-        return np.where(eig > top * eig.shape[-1] * np.finfo(np.float64).eps, eig, 0.0)
+    Returns:
+        ``([B] traces, [B] bool: the pair took the eigh route)``, on the inputs' device.
+    """
+    if cov_a.device.type == "cpu":
+        # numpy's LAPACK: torch's batched CPU eigh, eigvalsh and cholesky run 5-10x slower at these sizes on
+        # 2 shared cores, mostly its threads contending (400 x 400 float64 at load 5: eigvalsh 84 against
+        # 7.8 ms each, cholesky 16 against 3 ms; single-threaded torch is within 20% of numpy).
+        trace, eigh = _trace_sqrt_numpy(cov_a.detach().numpy(), cov_b.detach().numpy())
+        return torch.from_numpy(trace), torch.from_numpy(eigh)
+    return _trace_sqrt_torch(cov_a, cov_b)
 
-    w, v = np.linalg.eigh(cov_a)
-    root_a = (v * np.sqrt(drop_round_off(w))[..., None, :]) @ v.swapaxes(-1, -2)
+
+def _trace_sqrt_torch(cov_a: torch.Tensor, cov_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_trace_sqrt_products` in torch (the GPU route; batched ``cholesky_ex``)."""
+    out = torch.empty(cov_a.shape[0], dtype=cov_a.dtype, device=cov_a.device)
+    todo = torch.ones(cov_a.shape[0], dtype=torch.bool, device=cov_a.device)
+    for first, second in ((cov_a, cov_b), (cov_b, cov_a)):
+        idx = todo.nonzero()[:, 0]
+        if len(idx) == 0:
+            break
+        factor, info = torch.linalg.cholesky_ex(first[idx])
+        ok = (info == 0) & _well_pivoted(factor.diagonal(dim1=-2, dim2=-1), first[idx].diagonal(dim1=-2, dim2=-1))
+        idx, factor = idx[ok], factor[ok]
+        m = factor.transpose(-1, -2) @ second[idx] @ factor
+        out[idx] = _sum_sqrt_eig(torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2))
+        todo[idx] = False
+    if todo.any():
+        out[todo] = _trace_sqrt_eigh_torch(cov_a[todo], cov_b[todo])
+    return out, todo
+
+
+def _trace_sqrt_eigh_torch(cov_a: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
+    """:func:`trace_sqrt_product` of each pair of a ``[B, D, D]`` batch (the eigh route, in torch)."""
+    w, v = torch.linalg.eigh(cov_a)
+    root_a = (v * _drop_round_off(w).sqrt().unsqueeze(-2)) @ v.transpose(-1, -2)
     m = root_a @ cov_b @ root_a
-    eig = np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2)
-    return np.sqrt(drop_round_off(eig)).sum(axis=-1)
+    return _sum_sqrt_eig(torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2))
+
+
+def _well_pivoted(chol_diag, cov_diag):
+    """Whether each Cholesky factor is exact enough for the Cholesky route: every pivot ``L_ii^2`` above
+    ``100 D eps tr(S)`` (``[B, D]`` diagonals of L and S, torch or numpy; ``[B]`` bool). The pivots bound the
+    smallest eigenvalue from above, and collapse to round-off size for a singular S; ``tr(S) >= max_eig``
+    keeps the bar above the round-off level ``max_eig * D * eps`` of the eigenvalues."""
+    pivots = chol_diag * chol_diag
+    smallest = pivots.amin(-1) if isinstance(pivots, torch.Tensor) else pivots.min(-1)
+    return smallest > 100 * pivots.shape[-1] * np.finfo(np.float64).eps * cov_diag.sum(-1)
+
+
+def _sum_sqrt_eig(eig):
+    """``sum sqrt(eig)`` per batch item after :func:`_drop_round_off` (``[B, D]`` -> ``[B]``)."""
+    return (_drop_round_off(eig) ** 0.5).sum(-1)
+
+
+def _cholesky_numpy(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors of a ``[B, D, D]`` batch and whether each one is usable (``[B]`` bool)."""
+    try:
+        factor, ok = np.linalg.cholesky(s), np.ones(len(s), bool)
+    except np.linalg.LinAlgError:  # numpy raises for the whole batch: factor the items one by one
+        factor, ok = np.zeros_like(s), np.zeros(len(s), bool)
+        for i in range(len(s)):
+            try:
+                factor[i], ok[i] = np.linalg.cholesky(s[i]), True
+            except np.linalg.LinAlgError:
+                pass
+    ok &= _well_pivoted(np.diagonal(factor, axis1=-2, axis2=-1), np.diagonal(s, axis1=-2, axis2=-1))
+    return factor, ok
+
+
+def _trace_sqrt_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_trace_sqrt_products` in numpy (batched LAPACK calls)."""
+    out, todo = np.empty(len(cov_a)), np.ones(len(cov_a), bool)
+    for first, second in ((cov_a, cov_b), (cov_b, cov_a)):
+        idx = np.flatnonzero(todo)
+        if len(idx) == 0:
+            break
+        factor, ok = _cholesky_numpy(first[idx])
+        idx, factor = idx[ok], factor[ok]
+        m = factor.swapaxes(-1, -2) @ second[idx] @ factor
+        out[idx] = _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
+        todo[idx] = False
+    if todo.any():
+        out[todo] = _trace_sqrt_eigh_numpy(cov_a[todo], cov_b[todo])
+    return out, todo
+
+
+def _trace_sqrt_eigh_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
+    """:func:`trace_sqrt_product` of each pair of a ``[B, D, D]`` batch (the eigh route, batched LAPACK)."""
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(_drop_round_off(w))[..., None, :]) @ v.swapaxes(-1, -2)
+    m = root_a @ cov_b @ root_a
+    return _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
 
 
 def _weighted_centred(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,6 +327,46 @@ def _weighted_centred(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, t
     mu = w @ x / total
     centred = (x[None] - mu[:, None]) * (w / (total - 1)).sqrt()[..., None]
     return mu, centred
+
+
+@dataclasses.dataclass(frozen=True)
+class _GroupSums:
+    """Per-sample sums of one feature set, for covariances of replicates that resample whole samples.
+
+    Attributes:
+        shift: ``[D]`` the set's mean, subtracted first so that ``sum x x^T - W mu mu^T`` cancels little.
+        counts: ``[n]`` rows per sample.
+        first: ``[n, D]`` per-sample sums of the shifted rows.
+        second: ``[n, D * D]`` per-sample sums of their outer products.
+    """
+
+    shift: torch.Tensor
+    counts: torch.Tensor
+    first: torch.Tensor
+    second: torch.Tensor
+
+    @staticmethod
+    def of(x: torch.Tensor, sizes: Sequence[int]) -> _GroupSums:
+        """Sums of ``x [M, D]`` over consecutive groups of ``sizes`` rows."""
+        shift = x.mean(dim=0)
+        c = x - shift
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        first = torch.stack([c[s:e].sum(dim=0) for s, e in zip(bounds[:-1], bounds[1:])])
+        second = torch.stack([c[s:e].T @ c[s:e] for s, e in zip(bounds[:-1], bounds[1:])])
+        counts = torch.tensor(sizes, dtype=x.dtype, device=x.device)
+        # Symmetric to the bit, so that every combination of them is too (no per-replicate symmetrising).
+        return _GroupSums(shift, counts, first, ((second + second.transpose(1, 2)) / 2).flatten(1))
+
+    def moments(self, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means ``[B, D]`` and N-1 covariances ``[B, D, D]`` of the rows repeated by their sample's
+        ``draws [B, n]`` count (each row of draws covering at least 2 rows)."""
+        d = self.first.shape[1]
+        total = draws @ self.counts
+        sums = draws @ self.first
+        # (sum x x^T - s s^T / W) / (W - 1) with s = sum x, in place (the [B, D, D] passes dominate the cost).
+        scaled = sums / total.sqrt()[:, None]
+        cov = (draws @ self.second).view(-1, d, d).baddbmm_(scaled[:, :, None], scaled[:, None, :], alpha=-1)
+        return sums / total[:, None] + self.shift, cov.div_((total - 1)[:, None, None])
 
 
 def weighted_frechet_distances(
@@ -333,6 +460,63 @@ def _group_sizes(groups, n_rows: int) -> list[int]:
     return sizes
 
 
+# Largest per-sample sums (both sets) the bootstrap builds: 2 x 100 samples x 400^2 float64 is 256 MiB.
+_GROUP_SUMS_BYTES = 2**30
+
+
+def _bootstrap_replicates(
+    a: np.ndarray,
+    b: np.ndarray,
+    w_a: np.ndarray,
+    w_b: np.ndarray,
+    samples: tuple[list[int], np.ndarray] | None,
+    device: torch.device | str,
+    memory_bytes: int,
+) -> np.ndarray:
+    """Distances of the bootstrap replicates, in batches of about ``memory_bytes``.
+
+    Args:
+        a: ``[N_a, D]`` features.
+        b: ``[N_b, D]``.
+        w_a: ``[R, N_a]`` integer row weights (draw counts), one row per replicate.
+        w_b: ``[R, N_b]``.
+        samples: ``(sizes, draws [R, n])`` when whole samples of ``sizes`` consecutive rows were drawn
+            (``w = repeat(draws, sizes)`` for both sets); the full form then builds the covariances
+            from per-sample sums (``n D^2`` instead of ``N D^2`` per replicate).
+        device: Where the batches are computed.
+        memory_bytes: Rough size of one batch's working tensors.
+
+    Returns:
+        ``[R]`` float64 distances.
+    """
+    d, r = a.shape[1], len(w_a)
+    small = max(len(a), len(b)) <= d
+    grouped = (
+        not small and samples is not None and len(samples[0]) < len(a)
+        and 2 * len(samples[0]) * d * d * 8 <= _GROUP_SUMS_BYTES
+    )  # fmt: skip
+    xa, xb = (torch.from_numpy(x).to(device) for x in (a, b))
+    if small:
+        per_replicate = 8 * 3 * len(a) * len(b)
+    else:  # covariances, factors, products and second moments: about 10 D x D per replicate
+        per_replicate = 8 * (10 * d * d + (0 if grouped else (len(a) + len(b)) * d))
+    batch = max(1, min(r, memory_bytes // per_replicate))
+    if grouped:
+        sums_a, sums_b = _GroupSums.of(xa, samples[0]), _GroupSums.of(xb, samples[0])
+    values = np.empty(r)
+    for start in range(0, r, batch):
+        stop = min(start + batch, r)
+        if grouped:
+            draws = torch.from_numpy(samples[1][start:stop].astype(np.float64)).to(device)
+            out = frechet_distance_batched(*sums_a.moments(draws), *sums_b.moments(draws))
+        else:
+            wa = torch.from_numpy(w_a[start:stop].astype(np.float64)).to(device)
+            wb = torch.from_numpy(w_b[start:stop].astype(np.float64)).to(device)
+            out = weighted_frechet_distances(xa, wa, xb, wb)
+        values[start:stop] = out.cpu().numpy()
+    return values
+
+
 def bootstrap_frechet_distance(
     feats_a,
     feats_b,
@@ -345,7 +529,7 @@ def bootstrap_frechet_distance(
     keys: Sequence[str] | None = None,
     value: float | None = None,
     device: torch.device | str = "cpu",
-    memory_bytes: int = 32 * 2**20,
+    memory_bytes: int = 512 * 2**20,
 ) -> FrechetInterval:
     """Bootstrap interval of the Frechet distance.
 
@@ -371,8 +555,10 @@ def bootstrap_frechet_distance(
         groups: Rows per sample, in row order (``unit="samples"``; default one row per sample).
         keys: Sample keys, one per group (default: the row order is the key order).
         value: The point value if already known (e.g. from accumulated moments); computed otherwise.
-        device: Where the replicates run (float64 batches, ``torch.linalg.svdvals``/``eigh``).
-        memory_bytes: Rough size of one batch's weighted-feature tensors.
+        device: Where the replicates run (float64 batches: ``svdvals`` for the small-N form; ``cholesky``
+            and ``eigvalsh``, ``eigh`` where neither covariance is positive definite, for the full form).
+        memory_bytes: Rough size of one batch's working tensors (default 512 MiB: about 40 full-form
+            replicates at D = 400, so the per-sample sums are read once per 40 replicates).
 
     Returns:
         A :class:`FrechetInterval`.
@@ -416,16 +602,8 @@ def bootstrap_frechet_distance(
         w_a = w_b = np.repeat(draws, sizes, axis=1)
     if value is None:
         value = frechet_distance(a, b)
-    xa, xb = (torch.from_numpy(x).to(device) for x in (a, b))
-    small = max(len(a), len(b)) <= a.shape[1]
-    per_replicate = 8 * (3 * len(a) * len(b) if small else (len(a) + len(b)) * a.shape[1] + 4 * a.shape[1] ** 2)
-    batch = max(1, min(num_resamples, memory_bytes // per_replicate))
-    values = np.empty(num_resamples)
-    for start in range(0, num_resamples, batch):
-        stop = min(start + batch, num_resamples)
-        wa = torch.from_numpy(w_a[start:stop].astype(np.float64)).to(device)
-        wb = torch.from_numpy(w_b[start:stop].astype(np.float64)).to(device)
-        values[start:stop] = weighted_frechet_distances(xa, wa, xb, wb).cpu().numpy()
+    samples = (sizes, draws) if unit == "samples" else None
+    values = _bootstrap_replicates(a, b, w_a, w_b, samples, device, memory_bytes)
     alpha = (1.0 - confidence) / 2.0
     q_lo, q_hi = np.quantile(values, [alpha, 1.0 - alpha])
     low, high = (q_lo, q_hi) if method == "percentile" else (2 * value - q_hi, 2 * value - q_lo)

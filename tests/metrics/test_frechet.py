@@ -1,5 +1,6 @@
 """metrics.frechet: small-N form against the full form and an SVD reference, weighted replicates against
-explicit concatenation, bootstrap units, methods and order independence."""
+explicit concatenation, the batched Cholesky route against scipy's sqrtm and, where it falls back for singular
+covariances, against the eigh route and the SVD form; bootstrap units, methods and order independence."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import torch
 
 from metrics.frechet import (
     FrechetMetric,
+    _bootstrap_replicates,
+    _GroupSums,
+    _trace_sqrt_numpy,
+    _trace_sqrt_torch,
     bootstrap_frechet_distance,
     frechet_distance,
+    frechet_distance_batched,
     gaussian_moments,
+    trace_sqrt_product,
+    trace_sqrt_product_small,
     weighted_frechet_distances,
 )
 
@@ -129,3 +137,84 @@ def test_frechet_metric_moments_match_numpy():
     np.testing.assert_allclose(got_mu, mu, rtol=1e-12)
     np.testing.assert_allclose(got_cov, cov, rtol=1e-9, atol=1e-12)
     assert metric.compute().item() == pytest.approx(frechet_distance(a, b), rel=1e-9)
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(0)) / np.sqrt(len(x) - 1)
+
+
+# Both implementations of the batched full form: numpy (the CPU route) and torch (the GPU route, run here on CPU).
+TRACE_ROUTES = {
+    "numpy": lambda a, b: _trace_sqrt_numpy(a, b),
+    "torch": lambda a, b: tuple(t.numpy() for t in _trace_sqrt_torch(torch.from_numpy(a), torch.from_numpy(b))),
+}
+
+
+@pytest.mark.parametrize("route", sorted(TRACE_ROUTES))
+def test_cholesky_route_equals_scipy_sqrtm_on_well_conditioned_covariances(route):
+    pairs = [(_features(300, 48, 20 + i, scale=3.0), _features(250, 48, 40 + i, shift=0.4, scale=2.0)) for i in range(3)]
+    cov_a = np.stack([np.cov(a, rowvar=False) for a, _ in pairs])
+    cov_b = np.stack([np.cov(b, rowvar=False) for _, b in pairs])
+    trace, eigh = TRACE_ROUTES[route](cov_a, cov_b)
+    assert not eigh.any()  # full rank, well conditioned: no fallback
+    expected = [np.trace(scipy.linalg.sqrtm(sa @ sb).real) for sa, sb in zip(cov_a, cov_b)]
+    np.testing.assert_allclose(trace, expected, rtol=1e-9)
+    mus = [torch.from_numpy(np.stack([x.mean(0) for x in side])) for side in zip(*pairs)]
+    got = frechet_distance_batched(mus[0], torch.from_numpy(cov_a), mus[1], torch.from_numpy(cov_b)).numpy()
+    np.testing.assert_allclose(got, [_scipy_reference(a, b) for a, b in pairs], rtol=1e-9)
+
+
+@pytest.mark.parametrize("route", sorted(TRACE_ROUTES))
+def test_cholesky_route_falls_back_for_singular_covariances(route):
+    # D = 32; "singular": 12 distinct rows repeated 5 times (60 rows > D, rank 11). Each pair's positive definite
+    # side is factored; with none, the eigh route. References: the single-pair eigh route and the SVD (small-N)
+    # form of the same rows, which needs no factorisation.
+    full = [_features(200, 32, 60 + i, scale=2.0) for i in range(3)]
+    singular = [np.repeat(_features(12, 32, 70 + i, shift=0.2), 5, axis=0) for i in range(3)]
+    pairs = [(full[0], full[1]), (singular[0], full[2]), (full[2], singular[1]), (singular[1], singular[2])]
+    cov_a = np.stack([np.cov(a, rowvar=False) for a, _ in pairs])
+    cov_b = np.stack([np.cov(b, rowvar=False) for _, b in pairs])
+    trace, eigh = TRACE_ROUTES[route](cov_a, cov_b)
+    assert eigh.tolist() == [False, False, False, True]
+    scale = np.trace(cov_a, axis1=1, axis2=2) + np.trace(cov_b, axis1=1, axis2=2)
+    eigh_route = np.array([trace_sqrt_product(sa, sb) for sa, sb in zip(cov_a, cov_b)])
+    svd_form = np.array([trace_sqrt_product_small(_centred(a), _centred(b)) for a, b in pairs])
+    assert np.abs(trace - eigh_route).max() <= 1e-10 * scale.max()
+    assert np.abs(trace - svd_form).max() <= 1e-10 * scale.max()
+
+
+def test_grouped_replicates_with_some_fallbacks_equal_concatenated_draws():
+    # 16 samples x 3 clips, D = 24: 48 rows > D, so the full form from per-sample sums. A replicate drawing
+    # k distinct samples has covariances of rank 3k - 1: singular on both sides for k <= 8 (the eigh route),
+    # well conditioned for k >= 12 (the Cholesky route).
+    n, per, d, reps = 16, 3, 24, 120
+    a, b = _features(n * per, d, 80, scale=2.0), _features(n * per, d, 81, shift=0.3, scale=2.0)
+    rng = np.random.default_rng(5)
+    draws = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(reps)])
+    weights = np.repeat(draws, per, axis=1)
+    got = _bootstrap_replicates(a, b, weights, weights, ([per] * n, draws), "cpu", 2**20)  # batches of ~3
+    expected = []
+    for w in weights:
+        rows = np.repeat(np.arange(n * per), w)
+        expected.append(frechet_distance(a[rows], b[rows], form="small"))  # SVD of the draws' rows
+    scale = np.trace(np.cov(a, rowvar=False)) + np.trace(np.cov(b, rowvar=False))
+    assert np.abs(got - expected).max() <= 1e-9 * scale
+    # The batch really mixes the two routes.
+    sums_a, sums_b = (_GroupSums.of(torch.from_numpy(x), [per] * n) for x in (a, b))
+    dt = torch.from_numpy(draws.astype(np.float64))
+    _, eigh = _trace_sqrt_numpy(sums_a.moments(dt)[1].numpy(), sums_b.moments(dt)[1].numpy())
+    distinct = (draws > 0).sum(axis=1)
+    assert eigh[distinct <= 8].all() and not eigh[distinct >= 12].any()
+    assert (distinct <= 8).any() and (distinct >= 12).any()
+
+
+def test_group_sums_moments_equal_weighted_moments():
+    sizes = [2, 5, 1, 3, 4]
+    x = _features(sum(sizes), 7, 90, shift=5.0)  # an offset mean: the sums are taken about the set's mean
+    draws = np.array([[1, 0, 2, 1, 1], [0, 3, 0, 0, 2], [5, 0, 0, 0, 0]])
+    mu, cov = _GroupSums.of(torch.from_numpy(x), sizes).moments(torch.from_numpy(draws.astype(np.float64)))
+    for i, row in enumerate(np.repeat(draws, sizes, axis=1)):
+        m, c = gaussian_moments(np.repeat(x, row, axis=0))
+        np.testing.assert_allclose(mu[i].numpy(), m, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(cov[i].numpy(), c, rtol=1e-10, atol=1e-12)
+        assert torch.equal(cov[i], cov[i].T)
