@@ -778,7 +778,7 @@ def run(args: argparse.Namespace) -> int:
                                   progress=lambda s: print(f"export-mesh: {s}", file=sys.stderr))
         glb = write_gltf(mesh, args.out / "mesh.glb")
         report = {"fit": str(args.fit), "glb": glb.name, "bytes": glb.stat().st_size, "config": asdict(cfg),
-                  "device": device, **info}
+                  "device": device, "gaussians": int(model.num), **info}
         if args.gt is not None:
             from reference_model.export.rig import _load_sample
 

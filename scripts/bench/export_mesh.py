@@ -8,6 +8,10 @@ each surface, exact distances to the other).
     python scripts/bench/export_mesh.py --gt out/board-gt --fits out/gs4d/ada64
     python scripts/bench/export_mesh.py --gt out/board-gt --fits out/gs4d/* --methods opacity tsdf
     python scripts/bench/export_mesh.py --gt out/board-gt --ideal ada__dance
+    python scripts/bench/export_mesh.py --gt out/board-gt --meshes out/gpu-export/tsdf/mesh.glb
+
+``--meshes`` measures meshes written elsewhere (``charactershot export-mesh --out DIR`` on the GPU machine,
+whose ``DIR/mesh.json`` gives the sample, method and times) against the ground truth here.
 
 ``--ideal KEY`` measures the exporter itself on an ideal 4D Gaussian model of a ground-truth sample:
 Gaussians sampled on the posed ground-truth surface of the first frame, each moving with its point of the
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 
 from reference_model.export.blender_gt import posed_ground_truth
-from reference_model.export.mesh import MeshConfig, extract_mesh, silhouette_iou, surface_distance, write_gltf
+from reference_model.export.mesh import (AnimatedMesh, MeshConfig, extract_mesh, read_gltf, silhouette_iou, surface_distance,
+                                         write_gltf)
 from reference_model.export.rig import _load_sample
 from reference_model.gs4d import load_fit
 
@@ -80,55 +85,89 @@ def main() -> None:
     parser.add_argument("--ideal-gaussians", type=int, default=100_000)
     parser.add_argument("--ideal-sigma", type=float, default=0.004, help="ideal Gaussians' size (m)")
     parser.add_argument("--methods", nargs="+", default=["auto"])
+    parser.add_argument("--motions", nargs="+", default=[MeshConfig().motion], choices=("gaussians", "field"),
+                        help="vertex motions to compare (see MeshConfig.motion)")
     parser.add_argument("--voxel-size", type=float, default=MeshConfig().voxel_size)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--meshes", type=Path, nargs="*", default=[], help="mesh.glb files to measure (see above)")
+    parser.add_argument("--no-surface", action="store_true", help="silhouette IoU only (no Blender posing)")
+    parser.add_argument("--character", type=Path, default=None,
+                        help="the character file to pose when the one the sample records (name + SHA-256) is no "
+                             "longer in the default-data cache, e.g. rebuilt; the posed surface's own silhouette "
+                             "IoU against the ground truth is printed as the check")
     args = parser.parse_args()
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    rows = []
-    cases = [("fit", f) for f in args.fits] + [("ideal", k) for k in args.ideal]
+    rows, checked = [], {}
+    cases = [("fit", f) for f in args.fits] + [("ideal", k) for k in args.ideal] + [("glb", m) for m in args.meshes]
     for kind, what in cases:
-        if kind == "fit":
-            record = json.loads((what / "fit.json").read_text()) if (what / "fit.json").is_file() else {}
-            key = record.get("key") or record.get("sample_key") or record.get("sample")
-        else:
-            key = what
+        record = {}
+        if kind == "fit" and (what / "fit.json").is_file():
+            record = json.loads((what / "fit.json").read_text())
+        elif kind == "glb" and (what.parent / "mesh.json").is_file():
+            record = json.loads((what.parent / "mesh.json").read_text())
+        key = what if kind == "ideal" else (record.get("key") or record.get("sample_key") or record.get("sample"))
         sample = _load_sample(args.gt, key)
         t0 = time.perf_counter()
-        gt_v, gt_f = posed_ground_truth(sample)
+        gt_v, gt_f = (None, None) if args.no_surface and kind != "ideal" else posed_ground_truth(
+            sample, character=args.character)
         gt_s = time.perf_counter() - t0
+        if gt_v is not None and key not in checked:
+            check = silhouette_iou(AnimatedMesh(gt_v.astype(np.float32), gt_f, np.ones_like(gt_v[0]), 15.0), sample,
+                                   [v for v in PROTOCOL_VIEWS if v < sample.num_views],
+                                   [f for f in PROTOCOL_FRAMES if f < sample.num_frames])
+            checked[key] = check
+            print(f"{key}: posed ground-truth surface vs its own alpha: IoU mean {check['mean']:.4f}, "
+                  f"min {check['min']:.4f}", file=sys.stderr)
         if kind == "fit":
             model, _ = load_fit(what, device=device)
             name = what.name
-        else:
+        elif kind == "ideal":
             model = ideal_model(gt_v, gt_f, args.ideal_gaussians, args.ideal_sigma)
             name = f"ideal ({args.ideal_gaussians:,} x {args.ideal_sigma * 1000:g} mm)"
-        for method in args.methods:
-            mesh, info = extract_mesh(model, MeshConfig(voxel_size=args.voxel_size, method=method),
-                                      frames=sample.num_frames, fps=float(sample.meta["fps"]))
-            with tempfile.TemporaryDirectory() as tmp:
-                t0 = time.perf_counter()
-                glb = write_gltf(mesh, Path(tmp) / "mesh.glb")
-                write_s, size = time.perf_counter() - t0, glb.stat().st_size
+        else:
+            name = f"{what.parent.name}/{what.name} ({record.get('device', '?')})"
+        settings = [(a, b) for a in args.methods for b in args.motions] if kind != "glb" else [(None, None)]
+        for method, motion in settings:
+            if kind == "glb":
+                mesh = read_gltf(what)
+                info = {k: record.get(k, float("nan")) for k in ("method", "motion", "total_s", "deformation_s")}
+                info["vertices"], write_s, size = mesh.vertices.shape[1], 0.0, what.stat().st_size
+                gaussians = record.get("gaussians", 0)
+            else:
+                mesh, info = extract_mesh(model, MeshConfig(voxel_size=args.voxel_size, method=method, motion=motion),
+                                          frames=sample.num_frames, fps=float(sample.meta["fps"]))
+                gaussians = int(model.num)
+                with tempfile.TemporaryDirectory() as tmp:
+                    t0 = time.perf_counter()
+                    glb = write_gltf(mesh, Path(tmp) / "mesh.glb")
+                    write_s, size = time.perf_counter() - t0, glb.stat().st_size
             t0 = time.perf_counter()
             # every view and frame at low resolution; the protocol's 9 x 9 cells at full size (time)
             full = sample.frame(0, 0).shape[0] < 256
             iou = silhouette_iou(mesh, sample) if full else silhouette_iou(
                 mesh, sample, [v for v in PROTOCOL_VIEWS if v < sample.num_views],
                 [f for f in PROTOCOL_FRAMES if f < sample.num_frames])
-            dist = surface_distance(mesh, gt_v, gt_f)
-            rows.append({"fit": name, "key": sample.key, "resolution": sample.frame(0, 0).shape[0], "gaussians": int(model.num), **info, "write_s": write_s,
-                         "MB": size / 1e6, "iou_mean": iou["mean"], "iou_min": iou["min"], **dist,
+            dist = surface_distance(mesh, gt_v, gt_f) if gt_v is not None else {
+                k: float("nan") for k in ("to_gt_mean_mm", "to_gt_p95_mm", "from_gt_mean_mm", "from_gt_p95_mm")}
+            rows.append({"fit": name, "key": sample.key, "resolution": sample.frame(0, 0).shape[0], "gaussians": gaussians, **info, "write_s": write_s,
+                         "MB": size / 1e6, "iou_mean": iou["mean"], "iou_min": iou["min"],
+                         "iou_frames": np.mean(iou["iou"], axis=0).tolist(), **dist,
                          "measure_s": time.perf_counter() - t0, "gt_pose_s": gt_s})
             print({k: v for k, v in rows[-1].items() if k != "per_frame"}, file=sys.stderr)
     print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), device {device}")
+    for key, check in checked.items():
+        print(f"{key}: the posed ground-truth surface's own silhouette IoU {check['mean']:.4f} (min {check['min']:.4f})")
     print(f"voxel {args.voxel_size * 1000:g} mm; IoU at the ground truth's resolution over every view and frame "
           "below 256 px, over the protocol's 9 views x 9 frames above")
-    print("| model | sample (px) | Gaussians | method | vertices | export s (total) | glb MB | IoU mean / min "
-          "| mesh->GT mm mean / p95 | GT->mesh mm mean / p95 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | sample (px) | Gaussians | method | motion | vertices | export s (surface + motion + glb) | glb MB "
+          "| IoU mean / min | IoU per frame (first, middle, last) | mesh->GT mm mean / p95 | GT->mesh mm mean / p95 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['fit']} | {r['key']} ({r['resolution']}) | {r['gaussians']:,} | {r['method']} | {r['vertices']:,} | "
-              f"{r['total_s'] + r['write_s']:.1f} | {r['MB']:.1f} | {r['iou_mean']:.3f} / {r['iou_min']:.3f} | "
+        per = r["iou_frames"]
+        print(f"| {r['fit']} | {r['key']} ({r['resolution']}) | {r['gaussians']:,} | {r['method']} | {r['motion']} | "
+              f"{r['vertices']:,} | {r['total_s'] - r['deformation_s']:.1f} + {r['deformation_s']:.1f} + {r['write_s']:.1f} | "
+              f"{r['MB']:.1f} | {r['iou_mean']:.3f} / {r['iou_min']:.3f} | "
+              f"{per[0]:.3f}, {per[len(per) // 2]:.3f}, {per[-1]:.3f} | "
               f"{r['to_gt_mean_mm']:.1f} / {r['to_gt_p95_mm']:.1f} | {r['from_gt_mean_mm']:.1f} / {r['from_gt_p95_mm']:.1f} |")
 
 
