@@ -349,10 +349,16 @@ class _GroupSums:
     def of(x: torch.Tensor, sizes: Sequence[int]) -> _GroupSums:
         """Sums of ``x [M, D]`` over consecutive groups of ``sizes`` rows."""
         shift = x.mean(dim=0)
-        c = x - shift
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
-        first = torch.stack([c[s:e].sum(dim=0) for s, e in zip(bounds[:-1], bounds[1:])])
-        second = torch.stack([c[s:e].T @ c[s:e] for s, e in zip(bounds[:-1], bounds[1:])])
+        n, longest, d = len(sizes), max(sizes), x.shape[1]
+        if min(sizes) == longest:
+            groups = (x - shift).view(n, longest, d)
+        else:  # zero rows pad the samples to one length (they add nothing to the sums)
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            sample = torch.from_numpy(np.repeat(np.arange(n), sizes)).to(x.device)
+            position = torch.from_numpy(np.arange(len(x)) - np.repeat(starts, sizes)).to(x.device)
+            groups = x.new_zeros(n, longest, d)
+            groups[sample, position] = x - shift
+        first, second = groups.sum(dim=1), groups.transpose(1, 2) @ groups
         counts = torch.tensor(sizes, dtype=x.dtype, device=x.device)
         # Symmetric to the bit, so that every combination of them is too (no per-replicate symmetrising).
         return _GroupSums(shift, counts, first, ((second + second.transpose(1, 2)) / 2).flatten(1))

@@ -218,3 +218,14 @@ def test_group_sums_moments_equal_weighted_moments():
         np.testing.assert_allclose(mu[i].numpy(), m, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(cov[i].numpy(), c, rtol=1e-10, atol=1e-12)
         assert torch.equal(cov[i], cov[i].T)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bootstrap_on_cuda_equals_cpu():
+    # 30 samples x 2 clips, D = 24 (full form from per-sample sums; some replicates fall back to eigh).
+    a, b, keys = _grouped(30, 2, 24)
+    kwargs = dict(unit="samples", method="basic", groups=[2] * 30, keys=keys, seed=3)
+    cpu = bootstrap_frechet_distance(a, b, 200, **kwargs)
+    gpu = bootstrap_frechet_distance(a, b, 200, device="cuda", **kwargs)
+    assert (gpu.low, gpu.high, gpu.std) == pytest.approx((cpu.low, cpu.high, cpu.std), rel=1e-9)
