@@ -760,6 +760,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=None, help="sample key in --gt (default: fit.json's key)")
     parser.add_argument("--gt-mesh", action="store_true",
                         help="also the distance to the posed ground-truth surface (Blender; default-data samples)")
+    parser.add_argument("--gt-character", type=Path, default=None,
+                        help="for --gt-mesh: the character file the sample was rendered from (default: found in the "
+                             "default-data cache by the name and SHA-256 the sample records)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -786,6 +789,8 @@ def run(args: argparse.Namespace) -> int:
             if key is None and (args.fit / "fit.json").is_file():
                 fit = json.loads((args.fit / "fit.json").read_text())
                 key = fit.get("key") or fit.get("sample_key") or fit.get("sample")
+            if args.gt_character is not None and not args.gt_character.is_file():
+                raise FileNotFoundError(f"--gt-character {args.gt_character}: no such file")
             sample = _load_sample(args.gt, key)
             t0 = time.perf_counter()
             report["key"] = sample.key
@@ -793,7 +798,7 @@ def run(args: argparse.Namespace) -> int:
             if args.gt_mesh:
                 from reference_model.export.blender_gt import posed_ground_truth
 
-                gt_v, gt_f = posed_ground_truth(sample)
+                gt_v, gt_f = posed_ground_truth(sample, character=args.gt_character)
                 report["surface_distance"] = surface_distance(mesh, gt_v, gt_f)
             report["measure_s"] = time.perf_counter() - t0
         (args.out / "mesh.json").write_text(json.dumps(report, indent=1) + "\n")

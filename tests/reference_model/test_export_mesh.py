@@ -260,6 +260,9 @@ def test_cli_runs_on_a_saved_fit(tmp_path, capsys):
     assert back.vertices.shape == (3, report["vertices"], 3)
     assert charactershot(["export-mesh", str(tmp_path / "nofit"), "--out", str(tmp_path / "o2")]) == 1
     assert "not a fit directory" in capsys.readouterr().err
+    assert charactershot(["export-mesh", str(fit), "--out", str(tmp_path / "o3"), "--gt", str(tmp_path),
+                          "--gt-mesh", "--gt-character", str(tmp_path / "none.glb")]) == 1
+    assert "--gt-character" in capsys.readouterr().err and not (tmp_path / "o3" / "mesh.json").exists()
 
 
 @pytest.mark.blender
