@@ -217,38 +217,56 @@ def frechet_distance_batched(
             f"moments: expected mu [B, D], cov [B, D, D] for both sets, got {list(mu_a.shape)}, "
             f"{list(cov_a.shape)}, {list(mu_b.shape)}, {list(cov_b.shape)}"
         )
-    trace_sqrt, _ = _trace_sqrt_products(cov_a, cov_b)
+    return _distances_from_moments(mu_a, cov_a, mu_b, cov_b)
+
+
+def _distances_from_moments(mu_a, cov_a, mu_b, cov_b, singular=None) -> torch.Tensor:
+    """:func:`frechet_distance_batched` without the checks; ``singular`` as in :func:`_trace_sqrt_products`."""
+    trace_sqrt, _ = _trace_sqrt_products(cov_a, cov_b, singular)
     diff = mu_a - mu_b
     traces = cov_a.diagonal(dim1=-2, dim2=-1).sum(-1) + cov_b.diagonal(dim1=-2, dim2=-1).sum(-1)
     return (diff * diff).sum(-1) + traces - 2 * trace_sqrt
 
 
-def _trace_sqrt_products(cov_a: torch.Tensor, cov_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _trace_sqrt_products(
+    cov_a: torch.Tensor, cov_b: torch.Tensor, singular: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``tr sqrt(cov_a @ cov_b)`` per pair of a ``[B, D, D]`` batch (full form, module docstring).
+
+    Args:
+        cov_a: ``[B, D, D]`` symmetric PSD.
+        cov_b: ``[B, D, D]``.
+        singular: ``([B], [B])`` bool, the covariances of a and of b known to be singular (fewer than
+            D + 1 distinct rows), which are then not factored; default none known.
 
     Returns:
         ``([B] traces, [B] bool: the pair took the eigh route)``, on the inputs' device.
     """
+    if singular is None:
+        singular = (np.zeros(len(cov_a), bool),) * 2
     if cov_a.device.type == "cpu":
         # numpy's LAPACK: torch's batched CPU eigh, eigvalsh and cholesky run 5-10x slower at these sizes on
         # 2 shared cores, mostly its threads contending (400 x 400 float64 at load 5: eigvalsh 84 against
         # 7.8 ms each, cholesky 16 against 3 ms; single-threaded torch is within 20% of numpy).
-        trace, eigh = _trace_sqrt_numpy(cov_a.detach().numpy(), cov_b.detach().numpy())
+        trace, eigh = _trace_sqrt_numpy(cov_a.detach().numpy(), cov_b.detach().numpy(), singular)
         return torch.from_numpy(trace), torch.from_numpy(eigh)
-    return _trace_sqrt_torch(cov_a, cov_b)
+    return _trace_sqrt_torch(cov_a, cov_b, singular)
 
 
-def _trace_sqrt_torch(cov_a: torch.Tensor, cov_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _trace_sqrt_torch(cov_a: torch.Tensor, cov_b: torch.Tensor, singular) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_trace_sqrt_products` in torch (the GPU route; batched ``cholesky_ex``)."""
     out = torch.empty(cov_a.shape[0], dtype=cov_a.dtype, device=cov_a.device)
     todo = torch.ones(cov_a.shape[0], dtype=torch.bool, device=cov_a.device)
-    for first, second in ((cov_a, cov_b), (cov_b, cov_a)):
-        idx = todo.nonzero()[:, 0]
+    for first, second, known in ((cov_a, cov_b, singular[0]), (cov_b, cov_a, singular[1])):
+        idx = (todo & ~torch.as_tensor(known, device=todo.device)).nonzero()[:, 0]
         if len(idx) == 0:
-            break
-        factor, info = torch.linalg.cholesky_ex(first[idx])
-        ok = (info == 0) & _well_pivoted(factor.diagonal(dim1=-2, dim2=-1), first[idx].diagonal(dim1=-2, dim2=-1))
+            continue
+        candidates = first[idx]
+        factor, info = torch.linalg.cholesky_ex(candidates)
+        ok = (info == 0) & _well_pivoted(factor.diagonal(dim1=-2, dim2=-1), candidates.diagonal(dim1=-2, dim2=-1))
         idx, factor = idx[ok], factor[ok]
+        if len(idx) == 0:
+            continue
         m = factor.transpose(-1, -2) @ second[idx] @ factor
         out[idx] = _sum_sqrt_eig(torch.linalg.eigvalsh((m + m.transpose(-1, -2)) / 2))
         todo[idx] = False
@@ -295,16 +313,20 @@ def _cholesky_numpy(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return factor, ok
 
 
-def _trace_sqrt_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _trace_sqrt_numpy(cov_a: np.ndarray, cov_b: np.ndarray, singular) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_trace_sqrt_products` in numpy (batched LAPACK calls)."""
     out, todo = np.empty(len(cov_a)), np.ones(len(cov_a), bool)
-    for first, second in ((cov_a, cov_b), (cov_b, cov_a)):
-        idx = np.flatnonzero(todo)
+    for first, second, known in ((cov_a, cov_b, singular[0]), (cov_b, cov_a, singular[1])):
+        idx = np.flatnonzero(todo & ~known)
         if len(idx) == 0:
-            break
-        factor, ok = _cholesky_numpy(first[idx])
-        idx, factor = idx[ok], factor[ok]
-        m = factor.swapaxes(-1, -2) @ second[idx] @ factor
+            continue
+        factor, ok = _cholesky_numpy(first if len(idx) == len(first) else first[idx])
+        if not ok.all():
+            idx, factor = idx[ok], factor[ok]
+            if len(idx) == 0:
+                continue
+        # Whole-batch indexing would copy the batch: skip it in the usual case (every first side factored).
+        m = factor.swapaxes(-1, -2) @ (second if len(idx) == len(second) else second[idx]) @ factor
         out[idx] = _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
         todo[idx] = False
     if todo.any():
@@ -318,6 +340,12 @@ def _trace_sqrt_eigh_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
     root_a = (v * np.sqrt(_drop_round_off(w))[..., None, :]) @ v.swapaxes(-1, -2)
     m = root_a @ cov_b @ root_a
     return _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
+
+
+def _singular(w_a, w_b, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which replicates' covariances are singular for certain: fewer than D + 1 rows with weight."""
+    return tuple(((w > 0).sum(1) <= d).cpu().numpy() if isinstance(w, torch.Tensor) else (w > 0).sum(1) <= d
+                 for w in (w_a, w_b))
 
 
 def _weighted_centred(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,7 +388,8 @@ class _GroupSums:
             groups[sample, position] = x - shift
         first, second = groups.sum(dim=1), groups.transpose(1, 2) @ groups
         counts = torch.tensor(sizes, dtype=x.dtype, device=x.device)
-        # Symmetric to the bit, so that every combination of them is too (no per-replicate symmetrising).
+        # Symmetric to the bit, so that their combinations are too up to the order of a GEMM's sums (the
+        # trace routes read one triangle or symmetrise their products, so no per-replicate pass is needed).
         return _GroupSums(shift, counts, first, ((second + second.transpose(1, 2)) / 2).flatten(1))
 
     def moments(self, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,7 +426,8 @@ def weighted_frechet_distances(
         mu_a, ca = _weighted_centred(x_a, w_a)
         mu_b, cb = _weighted_centred(x_b, w_b)
         cov_a, cov_b = ca.transpose(1, 2) @ ca, cb.transpose(1, 2) @ cb
-        return frechet_distance_batched(mu_a, (cov_a + cov_a.transpose(1, 2)) / 2, mu_b, (cov_b + cov_b.transpose(1, 2)) / 2)
+        cov_a, cov_b = (cov_a + cov_a.transpose(1, 2)) / 2, (cov_b + cov_b.transpose(1, 2)) / 2
+        return _distances_from_moments(mu_a, cov_a, mu_b, cov_b, _singular(w_a, w_b, x_a.shape[1]))
     # Small-N form from Gram matrices, O(M^2) per replicate instead of O(M D): with p = w / W the
     # weighted means are p^T X, so every inner product of centred rows is a Gram entry minus
     # projections. Shifting both sets by their common mean first (the distance does not change)
@@ -514,7 +544,8 @@ def _bootstrap_replicates(
         stop = min(start + batch, r)
         if grouped:
             draws = torch.from_numpy(samples[1][start:stop].astype(np.float64)).to(device)
-            out = frechet_distance_batched(*sums_a.moments(draws), *sums_b.moments(draws))
+            singular = _singular(w_a[start:stop], w_b[start:stop], d)
+            out = _distances_from_moments(*sums_a.moments(draws), *sums_b.moments(draws), singular)
         else:
             wa = torch.from_numpy(w_a[start:stop].astype(np.float64)).to(device)
             wb = torch.from_numpy(w_b[start:stop].astype(np.float64)).to(device)
