@@ -13,12 +13,17 @@ its ``--device``), on the same draws, two ways:
 
 The small-N form (up to D clips) is the same in both. Features are random, of rank ``--feature-rank``
 (default 400: full rank, so the Cholesky route; a rank below 400 makes every covariance singular and times
-the fallback). The table gives seconds per variant (wall; ``before`` scaled to ``--resamples`` when fewer
-replicates were timed), the largest absolute and relative difference between the two routes' replicates,
-and whether they agree to round-off (absolute difference within 1e-9 of ``tr S_a + tr S_b``).
+the fallback). The table gives seconds per variant (wall, and the process's CPU time, steadier on shared
+cores; ``before`` scaled to ``--resamples`` when fewer replicates were timed), the largest absolute and
+relative difference between the two routes' replicates, and whether they agree to round-off (absolute
+difference within 1e-9 of ``tr S_a + tr S_b``).
 
-    python scripts/bench/eval_bootstrap.py --samples 100                  # CPU, about 3 min on 2 cores
-    python scripts/bench/eval_bootstrap.py --samples 100 --device cuda    # GPU machine, well under 90 s
+    python scripts/bench/eval_bootstrap.py --samples 100                  # CPU: about 3 min on 2 cores
+    python scripts/bench/eval_bootstrap.py --samples 100 --device cuda    # the GPU machine (one H200)
+
+On the GPU machine the second call needs only this checkout and its torch (no weights, no data); the
+previous route took about 28 s there for the two full-form variants inside a 100-sample evaluation, so the
+call should stay well under 90 s. Add ``--before-resamples 200`` to shorten it further.
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ def _before(a: np.ndarray, b: np.ndarray, weights: np.ndarray, device: str) -> n
 
 
 def _timed(fn):
-    t0 = time.perf_counter()
+    """``fn()`` with its wall and process CPU seconds (CPU time is the steadier measure on shared cores)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     result = fn()
-    return result, time.perf_counter() - t0
+    return result, time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -96,17 +102,17 @@ def main() -> None:
         real = rng.normal(size=(m, a.feature_rank)) @ mix * 3
         fake = rng.normal(size=(m, a.feature_rank)) @ mix * 3 + 0.3
         weights = np.repeat(draws, per, axis=1)
-        after, t_after = _timed(lambda: _bootstrap_replicates(
+        after, t_after, c_after = _timed(lambda: _bootstrap_replicates(
             real, fake, weights, weights, ([per] * a.samples, draws), a.device, 512 * 2**20))
-        before, t_before = _timed(lambda: _before(real, fake, weights[:n_before], a.device))
+        before, t_before, c_before = _timed(lambda: _before(real, fake, weights[:n_before], a.device))
         scale = np.trace(np.cov(real, rowvar=False)) + np.trace(np.cov(fake, rowvar=False))
         diff = np.abs(after[:n_before] - before)
         agree = bool(diff.max() <= 1e-9 * scale)
         rel = float((diff / np.abs(before)).max())
         form = "full" if m > 400 else "small"
-        t_before *= a.resamples / n_before
+        t_before, c_before = t_before * a.resamples / n_before, c_before * a.resamples / n_before
         total_after, total_before = total_after + t_after, total_before + t_before
-        rows.append((variant, m, form, t_after, t_before, float(diff.max()), rel, agree))
+        rows.append((variant, m, form, t_after, t_before, c_after, c_before, float(diff.max()), rel, agree))
     gpu = f" ({torch.cuda.get_device_name()})" if a.device.startswith("cuda") else ""
     print(f"\nFVD bootstrap replicates, {a.samples} samples, {a.resamples} replicates, D = 400 (feature rank "
           f"{a.feature_rank}), device {a.device}{gpu}; {platform.processor() or platform.machine()} with "
@@ -114,10 +120,10 @@ def main() -> None:
     if n_before < a.resamples:
         print(f"(before: {n_before} replicates timed, scaled to {a.resamples}; differences over those {n_before})")
     print(f"{'variant':8s} {'clips':>6s} {'form':>6s} {'after s':>9s} {'before s':>9s} {'speed-up':>9s} "
-          f"{'max abs diff':>13s} {'max rel diff':>13s}  routes agree")
-    for variant, m, form, t_after, t_before, abs_diff, rel, agree in rows:
+          f"{'after CPU s':>12s} {'before CPU s':>12s} {'max abs diff':>13s} {'max rel diff':>13s}  routes agree")
+    for variant, m, form, t_after, t_before, c_after, c_before, abs_diff, rel, agree in rows:
         print(f"{variant:8s} {m:6d} {form:>6s} {t_after:9.2f} {t_before:9.2f} {t_before / t_after:8.1f}x "
-              f"{abs_diff:13.2e} {rel:13.2e}  {agree}")
+              f"{c_after:12.2f} {c_before:12.2f} {abs_diff:13.2e} {rel:13.2e}  {agree}")
     print(f"all four: after {total_after:.2f} s, before {total_before:.2f} s ({total_before / total_after:.1f}x)")
 
 
