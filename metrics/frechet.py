@@ -357,6 +357,13 @@ def _weighted_centred(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, t
     return mu, centred
 
 
+def _weighted_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means ``[B, D]`` and N-1 covariances ``[B, D, D]`` of the rows ``x [M, D]`` repeated ``w [B, M]`` times."""
+    mu, centred = _weighted_centred(x, w)
+    cov = centred.transpose(1, 2) @ centred
+    return mu, (cov + cov.transpose(1, 2)) / 2
+
+
 @dataclasses.dataclass(frozen=True)
 class _GroupSums:
     """Per-sample sums of one feature set, for covariances of replicates that resample whole samples.
@@ -423,11 +430,8 @@ def weighted_frechet_distances(
         ``[B]`` distances (float64, on the inputs' device).
     """
     if form == "full" or (form == "auto" and max(x_a.shape[0], x_b.shape[0]) > x_a.shape[1]):
-        mu_a, ca = _weighted_centred(x_a, w_a)
-        mu_b, cb = _weighted_centred(x_b, w_b)
-        cov_a, cov_b = ca.transpose(1, 2) @ ca, cb.transpose(1, 2) @ cb
-        cov_a, cov_b = (cov_a + cov_a.transpose(1, 2)) / 2, (cov_b + cov_b.transpose(1, 2)) / 2
-        return _distances_from_moments(mu_a, cov_a, mu_b, cov_b, _singular(w_a, w_b, x_a.shape[1]))
+        moments = (*_weighted_moments(x_a, w_a), *_weighted_moments(x_b, w_b))
+        return _distances_from_moments(*moments, _singular(w_a, w_b, x_a.shape[1]))
     # Small-N form from Gram matrices, O(M^2) per replicate instead of O(M D): with p = w / W the
     # weighted means are p^T X, so every inner product of centred rows is a Gram entry minus
     # projections. Shifting both sets by their common mean first (the distance does not change)
@@ -539,18 +543,25 @@ def _bootstrap_replicates(
     batch = max(1, min(r, memory_bytes // per_replicate))
     if grouped:
         sums_a, sums_b = _GroupSums.of(xa, samples[0]), _GroupSums.of(xb, samples[0])
+    if not small:
+        # A replicate's rows span no more than all rows: if the whole set's covariance is singular (rank-deficient
+        # features), so is every replicate's, and factorising it would only fail.
+        deficient = [not _cholesky_numpy(np.cov(x, rowvar=False)[None])[1][0] for x in (a, b)]
     values = np.empty(r)
     for start in range(0, r, batch):
         stop = min(start + batch, r)
         if grouped:
             draws = torch.from_numpy(samples[1][start:stop].astype(np.float64)).to(device)
-            singular = _singular(w_a[start:stop], w_b[start:stop], d)
-            out = _distances_from_moments(*sums_a.moments(draws), *sums_b.moments(draws), singular)
+            moments = (*sums_a.moments(draws), *sums_b.moments(draws))
         else:
             wa = torch.from_numpy(w_a[start:stop].astype(np.float64)).to(device)
             wb = torch.from_numpy(w_b[start:stop].astype(np.float64)).to(device)
-            out = weighted_frechet_distances(xa, wa, xb, wb)
-        values[start:stop] = out.cpu().numpy()
+            if small:
+                values[start:stop] = weighted_frechet_distances(xa, wa, xb, wb).cpu().numpy()
+                continue
+            moments = (*_weighted_moments(xa, wa), *_weighted_moments(xb, wb))
+        singular = [m | known for m, known in zip(_singular(w_a[start:stop], w_b[start:stop], d), deficient)]
+        values[start:stop] = _distances_from_moments(*moments, singular).cpu().numpy()
     return values
 
 

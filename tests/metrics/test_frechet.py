@@ -186,22 +186,30 @@ def test_cholesky_route_falls_back_for_singular_covariances(route):
     assert np.abs(trace - svd_form).max() <= 1e-10 * scale.max()
 
 
-def test_grouped_replicates_with_some_fallbacks_equal_concatenated_draws():
-    # 16 samples x 3 clips, D = 24: 48 rows > D, so the full form from per-sample sums. A replicate drawing
-    # k distinct samples has covariances of rank 3k - 1: singular on both sides for k <= 8 (the eigh route),
-    # well conditioned for k >= 12 (the Cholesky route).
+@pytest.mark.parametrize("rank_a", [24, 10])
+@pytest.mark.parametrize("grouped", [True, False])
+def test_grouped_replicates_with_some_fallbacks_equal_concatenated_draws(rank_a, grouped):
+    # 16 samples x 3 clips, D = 24: 48 rows > D, so the full form (from per-sample sums, or from weighted rows).
+    # A replicate drawing k distinct samples has covariances of rank 3k - 1: singular on both sides for k <= 8
+    # (the eigh route), well conditioned for k >= 12 (the Cholesky route). Features of rank 10 in a (an
+    # orthonormal map, so no worse conditioned): every covariance of a singular, so b is factored.
     n, per, d, reps = 16, 3, 24, 120
-    a, b = _features(n * per, d, 80, scale=2.0), _features(n * per, d, 81, shift=0.3, scale=2.0)
+    basis = np.linalg.qr(np.random.default_rng(1).standard_normal((d, d)))[0][:rank_a]
+    a = _features(n * per, d, 80, scale=2.0)[:, :rank_a] @ basis
+    b = _features(n * per, d, 81, shift=0.3, scale=2.0)
     rng = np.random.default_rng(5)
     draws = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(reps)])
     weights = np.repeat(draws, per, axis=1)
-    got = _bootstrap_replicates(a, b, weights, weights, ([per] * n, draws), "cpu", 2**20)  # batches of ~3
+    samples = ([per] * n, draws) if grouped else None
+    got = _bootstrap_replicates(a, b, weights, weights, samples, "cpu", 2**20)  # batches of ~3
     expected = []
     for w in weights:
         rows = np.repeat(np.arange(n * per), w)
         expected.append(frechet_distance(a[rows], b[rows], form="small"))  # SVD of the draws' rows
     scale = np.trace(np.cov(a, rowvar=False)) + np.trace(np.cov(b, rowvar=False))
     assert np.abs(got - expected).max() <= 1e-9 * scale
+    if rank_a < d or not grouped:
+        return
     # The batch really mixes the two routes.
     sums_a, sums_b = (_GroupSums.of(torch.from_numpy(x), [per] * n) for x in (a, b))
     dt = torch.from_numpy(draws.astype(np.float64))
