@@ -329,7 +329,9 @@ def _trace_sqrt_numpy(cov_a: np.ndarray, cov_b: np.ndarray, singular) -> tuple[n
         m = factor.swapaxes(-1, -2) @ (second if len(idx) == len(second) else second[idx]) @ factor
         out[idx] = _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
         todo[idx] = False
-    if todo.any():
+    if todo.all():
+        out = _trace_sqrt_eigh_numpy(cov_a, cov_b)
+    elif todo.any():
         out[todo] = _trace_sqrt_eigh_numpy(cov_a[todo], cov_b[todo])
     return out, todo
 
