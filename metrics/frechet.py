@@ -13,7 +13,7 @@ D 16..400):
   tenth of the ``eigh`` with vectors that ``R = S_a^(1/2)`` needs, but is exact only for a positive
   definite factor: it is used when the factorisation succeeds with every pivot ``L_ii^2`` above
   ``100 D eps tr(S)`` (so the smallest eigenvalue clears the round-off level below), else the other
-  side is tried. When neither side passes (fewer distinct feature vectors than D: duplicated
+  side is tried. When neither side passes (at most D distinct feature vectors: duplicated
   samples, rank-deficient features) the route is ``R = S_a^(1/2)`` from ``eigh`` and the
   eigenvalues of ``R S_b R``. In both, eigenvalues below ``max_eig * D * eps`` are round-off of a
   zero and count as 0: clipping only negative ones keeps positive round-off whose square roots add
@@ -35,7 +35,9 @@ resamples whole samples (all their clips, paired between the two sets), the righ
 sample's clips are not independent. Samples are sorted by key before drawing, so the interval does
 not depend on the order they were stored in. Replicates that resample whole samples build their
 covariances from per-sample sums of outer products (``sum_s draws_s X_s^T X_s``: one matrix product
-over the samples instead of one over all clips).
+over the samples instead of one over all clips). Replicates whose covariances are singular for certain
+(at most D rows drawn, or a singular covariance of the whole set) take the ``eigh`` route without trying
+a factorisation.
 """
 
 from __future__ import annotations

@@ -41,7 +41,12 @@ VARIANTS = (("fvd_f", 9), ("fvd_v", 9), ("fvd_d", 1), ("fv4d", 1))
 
 def _before(a: np.ndarray, b: np.ndarray, weights: np.ndarray, device: str) -> np.ndarray:
     """The previous replicate route (the code before per-sample sums and the Cholesky route)."""
-    from metrics.frechet import _trace_sqrt_eigh_numpy, _trace_sqrt_eigh_torch, _weighted_centred, weighted_frechet_distances
+    from metrics.frechet import (
+        _trace_sqrt_eigh_numpy,
+        _trace_sqrt_eigh_torch,
+        _weighted_centred,
+        weighted_frechet_distances,
+    )
 
     d = a.shape[1]
     xa, xb = (torch.from_numpy(x).to(device) for x in (a, b))

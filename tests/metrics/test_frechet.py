@@ -155,7 +155,8 @@ TRACE_ROUTES = {
 
 @pytest.mark.parametrize("route", sorted(TRACE_ROUTES))
 def test_cholesky_route_equals_scipy_sqrtm_on_well_conditioned_covariances(route):
-    pairs = [(_features(300, 48, 20 + i, scale=3.0), _features(250, 48, 40 + i, shift=0.4, scale=2.0)) for i in range(3)]
+    pairs = [(_features(300, 48, 20 + i, scale=3.0), _features(250, 48, 40 + i, shift=0.4, scale=2.0))
+             for i in range(3)]
     cov_a = np.stack([np.cov(a, rowvar=False) for a, _ in pairs])
     cov_b = np.stack([np.cov(b, rowvar=False) for _, b in pairs])
     trace, eigh = TRACE_ROUTES[route](cov_a, cov_b)
