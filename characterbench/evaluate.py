@@ -302,8 +302,9 @@ def evaluate_with_index(config: EvalConfig, progress: bool = True) -> tuple[Resu
     intervals = {}
     t_bootstrap = time.perf_counter()
     if config.bootstrap > 0:
-        for m in set_metrics:
-            intervals[m] = stats[m].interval(config.bootstrap, protocol.bootstrap_confidence, config.seed, device)
+        with retained_heap():  # its replicate batches are hundreds of MB each, as the networks' activations
+            for m in set_metrics:
+                intervals[m] = stats[m].interval(config.bootstrap, protocol.bootstrap_confidence, config.seed, device)
     t_done = time.perf_counter()
     record = Results(
         task=config.task,

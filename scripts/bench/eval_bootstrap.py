@@ -87,12 +87,26 @@ def main() -> None:
                    help="replicates timed on the previous route (default: --resamples); the table scales them")
     p.add_argument("--feature-rank", type=int, default=400, help="rank of the random 400-d features")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--retained-heap", action="store_true",
+                   help="run inside characterbench.evaluate.retained_heap(), as characterbench eval does")
     a = p.parse_args()
     if a.samples < 2 or a.resamples < 1 or not 1 <= a.feature_rank <= 400:
         p.error("expected --samples >= 2, --resamples >= 1 and 1 <= --feature-rank <= 400")
     n_before = min(a.resamples, a.before_resamples or a.resamples)
 
     from metrics.frechet import _bootstrap_replicates
+
+    if a.retained_heap:
+        from characterbench.evaluate import retained_heap
+
+        with retained_heap():
+            _run(a, n_before, _bootstrap_replicates)
+    else:
+        _run(a, n_before, _bootstrap_replicates)
+
+
+def _run(a: argparse.Namespace, n_before: int, _bootstrap_replicates) -> None:
+    """Time both routes per variant and print the table."""
 
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
@@ -120,7 +134,7 @@ def main() -> None:
         rows.append((variant, m, form, t_after, t_before, c_after, c_before, float(diff.max()), rel, agree))
     gpu = f" ({torch.cuda.get_device_name()})" if a.device.startswith("cuda") else ""
     print(f"\nFVD bootstrap replicates, {a.samples} samples, {a.resamples} replicates, D = 400 (feature rank "
-          f"{a.feature_rank}), device {a.device}{gpu}; {platform.processor() or platform.machine()} with "
+          f"{a.feature_rank}), device {a.device}{gpu}{', retained heap' if a.retained_heap else ''}; {platform.processor() or platform.machine()} with "
           f"{os.cpu_count()} cores, load average {load:.1f} -> {os.getloadavg()[0]:.1f}, torch {torch.__version__}")
     if n_before < a.resamples:
         print(f"(before: {n_before} replicates timed, scaled to {a.resamples}; differences over those {n_before})")
