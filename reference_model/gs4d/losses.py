@@ -25,13 +25,17 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float 
     Returns:
         Scalar tensor.
     """
-    b, c, h, w = pred.shape
+    c = pred.shape[1]
     g = _gaussian_window(size, sigma, pred.device, pred.dtype)
-    # The five local moments blurred by one pair of 1-channel convolutions over a stacked batch: the same sums as
-    # five grouped convolutions, in two calls (a fit's SSIM is a large share of its step time on a GPU).
-    stack = torch.stack([pred, target, pred * pred, target * target, pred * target]).reshape(5 * b * c, 1, h, w)
-    blurred = F.conv2d(F.conv2d(stack, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
-    mu_x, mu_y, exx, eyy, exy = blurred.reshape(5, b, c, blurred.shape[-2], blurred.shape[-1])
+    # The five local moments as 5C channels, blurred by one pair of depthwise (groups = channels) convolutions:
+    # the sums of five grouped blurs in two calls (a fit's SSIM is a large share of its step time on a GPU).
+    # Not as 5BC images of one channel: that conv is 14x slower on the CPU (12 x 3 x 64^2, with backward:
+    # 110 against 8 ms), with the same result to the bit.
+    k = 5 * c
+    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    wx, wy = g.view(1, 1, 1, size).repeat(k, 1, 1, 1), g.view(1, 1, size, 1).repeat(k, 1, 1, 1)
+    blurred = F.conv2d(F.conv2d(stack, wx, groups=k), wy, groups=k)
+    mu_x, mu_y, exx, eyy, exy = blurred.split(c, dim=1)
     sxx = exx - mu_x**2
     syy = eyy - mu_y**2
     sxy = exy - mu_x * mu_y

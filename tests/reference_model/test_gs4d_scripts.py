@@ -64,3 +64,10 @@ def test_timing_probe_prints_the_final_steps_for_a_budget(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     many = int(lines[-1].removeprefix("FINAL_STEPS="))
     assert "ms/step" in lines[-2] and many > 1000  # a large budget leaves many final steps
+
+
+def test_loss_benchmark_prints_a_row_per_size(capsys):
+    bench = _script("gs4d_loss", "scripts/bench/gs4d_loss.py")
+    assert bench.main(["--sizes", "16,24", "--images", "2", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16 |") or line.startswith("| 24 |")]
+    assert len(rows) == 2 and all(float(r.split("|")[2]) > 0 for r in rows)
