@@ -29,7 +29,7 @@ if [ -z "${FINAL_STEPS:-}" ]; then
     2>&1 | tee "$OUT/probe.txt" | tee -a "$OUT/log.txt"
   FINAL_STEPS=$(sed -n 's/^FINAL_STEPS=//p' "$OUT/probe.txt")
 fi
-FINAL_STEPS=${FINAL_STEPS:-1400}  # the config's default when the probe failed
+FINAL_STEPS=${FINAL_STEPS:-0}  # the config's default when the probe failed
 echo "final_steps=$FINAL_STEPS" | tee -a "$OUT/log.txt"
 START=$(date +%s)
 python3 scripts/gs4d_leaderboard.py fit --data "$PACKS" --runs "$RUNS" --jobs "$JOBS" --set "final_steps=$FINAL_STEPS" \
