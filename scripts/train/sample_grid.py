@@ -15,10 +15,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def _on_white(rgba: np.ndarray) -> np.ndarray:
-    """Straight-alpha RGBA uint8 [H, W, 4] composited on white (the benchmark's background)."""
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+def _as_scored(rgba: np.ndarray) -> np.ndarray:
+    """A ground-truth RGBA frame composited as the benchmark scores it (uint8 [H, W, 3])."""
+    from characterbench.protocol import DEFAULT_PROTOCOL, composite, rgba_to_tensor
+
+    rgb = composite(rgba_to_tensor(rgba), DEFAULT_PROTOCOL.background)
+    return (rgb.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             if not pred_file.is_file():
                 print(f"no prediction {pred_file}", file=sys.stderr)
                 return 1
-            gt = Image.fromarray(_on_white(samples[key].frame(v, a.frame)))
+            gt = Image.fromarray(_as_scored(samples[key].frame(v, a.frame)))
             pred = Image.open(pred_file).convert("RGB")
             x, y = col * (2 * size + gap), row * (size + gap)
             grid.paste(gt.resize((size, size), Image.BICUBIC), (x, y))

@@ -71,3 +71,26 @@ def test_loss_benchmark_prints_a_row_per_size(capsys):
     assert bench.main(["--sizes", "16,24", "--images", "2", "--repeats", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16 |") or line.startswith("| 24 |")]
     assert len(rows) == 2 and all(float(r.split("|")[2]) > 0 for r in rows)
+
+
+def test_sample_grid_puts_ground_truth_on_white_beside_the_prediction(tmp_path):
+    from character4d.format import open_samples, write_folder_sample
+    from tests.reference_model.conftest import make_scene_sample
+
+    gt = tmp_path / "gt"
+    write_folder_sample(make_scene_sample(16, 3, 21, key="ada__dance"), gt)
+    rgba = next(iter(open_samples(gt))).frame(7, 2).astype(np.float64)
+    on_white = np.rint(rgba[..., :3] * rgba[..., 3:] / 255 + 255 * (1 - rgba[..., 3:] / 255)).astype(np.uint8)
+    folder = tmp_path / "pred" / "ada__dance" / "view07"
+    folder.mkdir(parents=True)
+    Image.fromarray(255 - on_white).save(folder / "frame002.png")  # inverted: a prediction unlike the truth
+    grid = _script("sample_grid", "scripts/train/sample_grid.py")
+    out = tmp_path / "grid.png"
+    assert grid.main(["--gt", str(gt), "--pred", str(tmp_path / "pred"), "--keys", "ada__dance", "--views", "7",
+                      "--frame", "2", "--cell", "16", "--out", str(out)]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.shape == (16, 32, 3)
+    np.testing.assert_array_equal(image[:, :16], on_white)
+    np.testing.assert_array_equal(image[:, 16:], 255 - on_white)
+    assert grid.main(["--gt", str(gt), "--pred", str(tmp_path / "pred"), "--keys", "nobody__here",
+                      "--out", str(out)]) == 1
