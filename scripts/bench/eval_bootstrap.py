@@ -29,6 +29,7 @@ call should stay well under 90 s. Add ``--before-resamples 200`` to shorten it f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import time
@@ -94,19 +95,15 @@ def main() -> None:
         p.error("expected --samples >= 2, --resamples >= 1 and 1 <= --feature-rank <= 400")
     n_before = min(a.resamples, a.before_resamples or a.resamples)
 
-    from metrics.frechet import _bootstrap_replicates
+    from characterbench.evaluate import retained_heap
 
-    if a.retained_heap:
-        from characterbench.evaluate import retained_heap
-
-        with retained_heap():
-            _run(a, n_before, _bootstrap_replicates)
-    else:
-        _run(a, n_before, _bootstrap_replicates)
+    with retained_heap() if a.retained_heap else contextlib.nullcontext():
+        _run(a, n_before)
 
 
-def _run(a: argparse.Namespace, n_before: int, _bootstrap_replicates) -> None:
+def _run(a: argparse.Namespace, n_before: int) -> None:
     """Time both routes per variant and print the table."""
+    from metrics.frechet import _bootstrap_replicates
 
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
