@@ -118,12 +118,7 @@ def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
     Returns:
         The trace (float64), also for singular covariances (round-off eigenvalues taken as 0).
     """
-    w, v = np.linalg.eigh(cov_a)
-    root_a = (v * np.sqrt(_drop_round_off(w))) @ v.T
-    m = root_a @ cov_b @ root_a
-    # Symmetrise: round-off makes m slightly asymmetric and eigvalsh reads one triangle only.
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sqrt(_drop_round_off(eig)).sum())
+    return float(_trace_sqrt_eigh_numpy(np.asarray(cov_a)[None], np.asarray(cov_b)[None])[0])
 
 
 def trace_sqrt_product_small(centred_a: np.ndarray, centred_b: np.ndarray) -> float:
@@ -343,6 +338,7 @@ def _trace_sqrt_eigh_numpy(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(cov_a)
     root_a = (v * np.sqrt(_drop_round_off(w))[..., None, :]) @ v.swapaxes(-1, -2)
     m = root_a @ cov_b @ root_a
+    # Symmetrise: round-off makes m slightly asymmetric and eigvalsh reads one triangle only.
     return _sum_sqrt_eig(np.linalg.eigvalsh((m + m.swapaxes(-1, -2)) / 2))
 
 
