@@ -262,13 +262,14 @@ def _snap_to_centres(verts: np.ndarray, faces: np.ndarray, centres: np.ndarray, 
     return verts + normals * np.clip(offset, -limit, 0.0)[:, None]
 
 
-def quat_to_matrix(quats: np.ndarray) -> np.ndarray:
-    """[N, 3, 3] rotation matrices of quaternions [N, 4] (w, x, y, z; normalised here)."""
-    q = np.asarray(quats, dtype=np.float64)
-    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(-1, 3, 3)
+def _rotations(quats: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] float64 rotation matrices of quaternions [N, 4] (w, x, y, z), through the model's own
+    :func:`reference_model.gs4d.gaussians.quat_to_rotmat`."""
+    import torch
+
+    from reference_model.gs4d.gaussians import quat_to_rotmat
+
+    return quat_to_rotmat(torch.from_numpy(np.asarray(quats, dtype=np.float64))).numpy()
 
 
 def carry_vertices(verts: np.ndarray, canonical: tuple, posed: list[tuple], neighbours: int = 8,
@@ -293,7 +294,7 @@ def carry_vertices(verts: np.ndarray, canonical: tuple, posed: list[tuple], neig
     k = min(neighbours, len(use))
     _, near = cKDTree(means[use]).query(verts, k=k)
     idx = use[np.asarray(near).reshape(len(verts), k)]  # [V, k]
-    rot0 = quat_to_matrix(quats)[idx]  # [V, k, 3, 3]
+    rot0 = _rotations(quats)[idx]  # [V, k, 3, 3]
     s0 = np.maximum(np.asarray(scales, dtype=np.float64)[idx], 1e-9)
     local = np.einsum("vkji,vkj->vki", rot0, verts[:, None, :] - means[idx]) / s0  # S^-1 R^T (v - mu)
     # Softmax of log o - |l|^2 / 2: the Gaussians' own weights at the vertex, stable far from all of them.
@@ -302,7 +303,7 @@ def carry_vertices(verts: np.ndarray, canonical: tuple, posed: list[tuple], neig
     w /= w.sum(axis=1, keepdims=True)
     out = np.empty((len(posed), len(verts), 3), dtype=np.float32)
     for f, (m_t, q_t, s_t) in enumerate(posed):
-        rot = quat_to_matrix(q_t[idx.reshape(-1)]).reshape(len(verts), k, 3, 3)
+        rot = _rotations(q_t[idx.reshape(-1)]).reshape(len(verts), k, 3, 3)
         moved = m_t[idx] + np.einsum("vkij,vkj->vki", rot, local * s_t[idx])
         out[f] = (w[..., None] * moved).sum(axis=1)
     return out
